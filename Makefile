@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both create .venv when missing.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean
+
+# Reinstall when pyproject.toml changes; a second run with nothing changed does nothing.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+demo: $(STAMP)
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/study run mask_ratio
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/study report mask_ratio
+	@echo
+	@echo "Report: reports/mask_ratio/report.md"
+	@echo "MLflow UI: $(BIN)/study ui   (then open http://127.0.0.1:5000)"
+
+clean:
+	rm -rf .study $(VENV)

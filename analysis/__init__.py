@@ -1,0 +1,1 @@
+"""MLflow runs of a study -> polars frames -> Table 2-style tables and seaborn plots. No torch here."""

@@ -1,0 +1,329 @@
+"""One typed config tree for a run: model / data / train / eval / tracking.
+
+Layers, later wins: the dataclass defaults (the paper's recipe, mirrored in experiments/base.toml) <- base.toml <- a budget
+(experiments/budgets/<name>.toml) <- a study's base overrides <- a study cell <- `--set key=value` flags.
+Every layer goes through `apply_overrides`, which checks each key, type and range and raises `UserError` with one line.
+This module imports nothing of the project but errors: everyone may use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from study.errors import UserError
+
+# Encoder presets: name -> (width, depth, heads). tiny/small/base are the ViT sizes of the literature;
+# micro and mini are for the smoke and CPU budgets.
+ENCODER_PRESETS: dict[str, tuple[int, int, int]] = {
+    "micro": (64, 2, 2),
+    "mini": (192, 4, 3),
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+}
+ENCODERS = ("siamese", "joint")
+DECODERS = ("cross-self", "cross", "joint")
+MASK_STRATEGIES = ("random", "block", "grid")
+AUGMENTATIONS = ("none", "crop", "crop_flip", "crop_flip_color")
+PRECISIONS = ("auto", "fp32", "bf16")
+EVAL_DATASETS = ("davis", "jhmdb", "vip")
+PROTOCOLS = ("paper", "dino", "crw")
+BUDGETS = ("smoke", "cpu", "paper")
+
+
+def _f(default: Any, help: str = "", *, choices: tuple | None = None, lo: float | None = None, hi: float | None = None,
+       lo_open: bool = False, hi_open: bool = False) -> Any:
+    """A config field with its documentation and its allowed values (checked by `validate`)."""
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    preset: str = _f("small", "encoder size", choices=tuple(ENCODER_PRESETS))
+    patch_size: int = _f(16, "ViT patch size in pixels; must divide img_size", lo=1)
+    img_size: int = _f(224, "training frame size (square)", lo=8)
+    encoder: str = _f("siamese", "siamese: frames encoded separately, shared weights; joint: one pass", choices=ENCODERS)
+    decoder: str = _f("cross-self", "decoder block design", choices=DECODERS)
+    decoder_dim: int = _f(512, "decoder width (MAE default; the paper does not give it)", lo=1)
+    decoder_depth: int = _f(8, "decoder blocks", lo=1)
+    decoder_heads: int = _f(16, "decoder attention heads; must divide decoder_dim", lo=1)
+    mask_ratio: float = _f(0.95, "fraction of f2's patches masked", lo=0.0, hi=1.0, hi_open=True)
+    mask_ratio_f1: float = _f(0.0, "fraction of f1's patches masked (0 = asymmetric masking)", lo=0.0, hi=1.0, hi_open=True)
+    mask_strategy: str = _f("random", "where the masked patches go", choices=MASK_STRATEGIES)
+    norm_pix_loss: bool = _f(True, "MSE on per-patch normalized pixels")
+    decoder_pos_f1: bool = _f(True, "add decoder position embeddings to f1's tokens too (paper silent)")
+
+
+@dataclass
+class DataConfig:
+    root: str = _f("", "folder of training videos; empty = the generated default set")
+    frame_gap: list[int] = _f([4, 48], "[min, max] frames between f1 and f2 (paper: [4, 48] at 30 fps)")
+    gap_fps: float = _f(0.0, "frame rate the gap is expressed in; >0 rescales it to each video's fps; 0 = raw frames", lo=0.0)
+    repeated_sampling: int = _f(2, "pairs drawn from one decoded video", lo=1)
+    augmentation: str = _f("crop_flip", "augmentation applied identically to f1 and f2", choices=AUGMENTATIONS)
+    crop_scale: list[float] = _f([0.5, 1.0], "RandomResizedCrop area range")
+    num_workers: int = _f(-1, "DataLoader workers; -1 = choose from the core count", lo=-1)
+    synth_videos: int = _f(256, "generated default set: number of videos", lo=1)
+    synth_frames: int = _f(48, "generated default set: frames per video", lo=2)
+    synth_size: int = _f(96, "generated default set: frame size in pixels", lo=16)
+    synth_seed: int = _f(0, "generated default set: seed")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = _f(400.0, "effective epochs (passes x repeated_sampling, the paper's unit)", lo=0.0, lo_open=True)
+    batch_size: int = _f(64, "pairs per step per process", lo=1)
+    accum_iter: int = _f(8, "gradient accumulation steps (effective batch = batch_size x accum_iter x world size)", lo=1)
+    blr: float = _f(1.5e-4, "base learning rate; lr = blr x effective batch / 256", lo=0.0, lo_open=True)
+    min_lr: float = _f(0.0, "floor of the cosine schedule", lo=0.0)
+    warmup_epochs: float = _f(40.0, "linear warmup, in effective epochs", lo=0.0)
+    weight_decay: float = _f(0.05, "AdamW weight decay (none on biases and 1-D parameters)", lo=0.0)
+    seed: int = _f(0, "seed for init, masking, sampling and augmentation")
+    precision: str = _f("auto", "auto = bf16 autocast on CUDA and on CPUs with bf16 units", choices=PRECISIONS)
+    compile: bool = _f(False, "torch.compile the model")
+    checkpoint_every: int = _f(500, "steps between checkpoints (and one at the end)", lo=1)
+    log_every: int = _f(10, "steps between metric logs", lo=1)
+    recon_pairs: int = _f(4, "pairs shown in the reconstruction picture", lo=0)
+
+
+@dataclass
+class EvalConfig:
+    datasets: list[str] = _f(["davis"], "label-propagation benchmarks to run after training")
+    davis_root: str = _f("", "DAVIS-2017 root; empty = the generated default set")
+    jhmdb_root: str = _f("", "JHMDB root; empty = the generated default set")
+    vip_root: str = _f("", "VIP root; empty = the generated default set")
+    protocol: str = _f("paper", "propagation preset", choices=PROTOCOLS)
+    topk: int = _f(0, "override the preset's top-k (0 = preset)", lo=0)
+    queue: int = _f(-1, "override the preset's context queue length (-1 = preset)", lo=-1)
+    neighborhood: float = _f(-1.0, "override the preset's neighborhood size (-1 = preset)", lo=-1.0)
+    temperature: float = _f(0.0, "override the preset's temperature (0 = preset)", lo=0.0)
+    short_side: int = _f(480, "evaluation frames are resized to this short side", lo=8)
+    every_epochs: float = _f(0.0, "intermediate evaluation every this many effective epochs (0 = only at the end)", lo=0.0)
+
+
+@dataclass
+class TrackingConfig:
+    state_dir: str = _f(".study", "local state: Optuna storage, MLflow store, run folders, generated data")
+    tracking_uri: str = _f("", "MLflow tracking URI; empty = sqlite in state_dir")
+    export_encoder: bool = _f(True, "log the timm-exported encoder as an artifact")
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """{'model.preset': 'small', ...}: what MLflow logs as params."""
+        return {f"{s}.{k}": v for s, d in self.to_dict().items() for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        cfg = cls()
+        apply_overrides(cfg, flatten(d), source="checkpoint config")
+        return cfg
+
+
+SECTIONS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'model': {'preset': 'x'}} -> {'model.preset': 'x'}; lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def known_keys() -> list[str]:
+    return list(RunConfig().flat())
+
+
+def _field(cfg: RunConfig, key: str, source: str) -> tuple[Any, dataclasses.Field]:
+    section, _, name = key.partition(".")
+    if section not in SECTIONS or not name:
+        raise UserError(f"{source}: unknown config key '{key}'; keys look like model.mask_ratio, sections are {', '.join(SECTIONS)}")
+    sub = getattr(cfg, section)
+    fields = {f.name: f for f in dataclasses.fields(sub)}
+    if name not in fields:
+        raise UserError(f"{source}: unknown config key '{key}'; keys of [{section}]: {', '.join(fields)}")
+    return sub, fields[name]
+
+
+def _coerce(key: str, value: Any, f: dataclasses.Field, source: str) -> Any:
+    """Check `value` against the field's declared type; ints are accepted for floats."""
+    tp = typing.get_type_hints(type_of_section(key))[f.name]
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise UserError(f"{source}: {key} must be a list of {item.__name__}, e.g. {f.default_factory()!r}; got {value!r}")
+        return [_coerce_scalar(key, v, item, source) for v in value]
+    return _coerce_scalar(key, value, tp, source)
+
+
+def _coerce_scalar(key: str, value: Any, tp: type, source: str) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise UserError(f"{source}: {key} must be {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def type_of_section(key: str) -> type:
+    """ModelConfig for 'model.x', DataConfig for 'data.x', ..."""
+    return typing.get_type_hints(RunConfig)[key.partition(".")[0]]
+
+
+def _check_range(key: str, value: Any, f: dataclasses.Field, source: str) -> None:
+    m = f.metadata
+    for v in value if isinstance(value, list) else [value]:
+        if m["choices"] and v not in m["choices"]:
+            raise UserError(f"{source}: {key} = {v!r} is not allowed; choose one of {', '.join(map(str, m['choices']))}")
+        lo, hi = m["lo"], m["hi"]
+        if lo is not None and (v < lo or (m["lo_open"] and v == lo)):
+            raise UserError(f"{source}: {key} = {v!r} is out of range; it must be {'>' if m['lo_open'] else '>='} {lo}")
+        if hi is not None and (v > hi or (m["hi_open"] and v == hi)):
+            raise UserError(f"{source}: {key} = {v!r} is out of range; it must be {'<' if m['hi_open'] else '<='} {hi}")
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any], source: str = "--set") -> RunConfig:
+    """Set dotted keys on `cfg` in place, each checked; then the cross-field rules. Returns cfg."""
+    for key, value in overrides.items():
+        sub, f = _field(cfg, key, source)
+        value = _coerce(key, value, f, source)
+        _check_range(key, value, f, source)
+        setattr(sub, f.name, value)
+    validate(cfg, source)
+    return cfg
+
+
+def validate(cfg: RunConfig, source: str = "config") -> None:
+    """Rules that involve more than one key."""
+    m, d = cfg.model, cfg.data
+    if m.img_size % m.patch_size:
+        raise UserError(f"{source}: model.patch_size = {m.patch_size} does not divide model.img_size = {m.img_size}; "
+                        "pick a divisor (e.g. 8 or 16 for 224)")
+    width, _, heads = ENCODER_PRESETS[m.preset]
+    if width % heads:
+        raise UserError(f"{source}: the {m.preset} preset's heads ({heads}) do not divide its width ({width})")
+    if m.decoder_dim % m.decoder_heads:
+        raise UserError(f"{source}: model.decoder_heads = {m.decoder_heads} does not divide model.decoder_dim = "
+                        f"{m.decoder_dim}; use a divisor")
+    if len(d.frame_gap) != 2 or not 1 <= d.frame_gap[0] <= d.frame_gap[1]:
+        raise UserError(f"{source}: data.frame_gap = {d.frame_gap} must be [min, max] with 1 <= min <= max, e.g. [4, 48]")
+    if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
+        raise UserError(f"{source}: data.crop_scale = {d.crop_scale} must be [lo, hi] with 0 < lo <= hi <= 1")
+    for name in cfg.eval.datasets:
+        if name not in EVAL_DATASETS:
+            raise UserError(f"{source}: eval.datasets has {name!r}; choose from {', '.join(EVAL_DATASETS)}")
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`--set key=value` flags -> {key: value}; values are TOML (numbers, true, [4, 48], "text"), bare words are strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"--set {item!r}: write key=value, e.g. --set model.mask_ratio=0.9")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{what}: {path} does not exist")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{what}: {path} is not valid TOML ({e})") from None
+
+
+def experiments_dir() -> Path:
+    """Where base.toml, budgets/ and studies live: $STUDY_EXPERIMENTS, else experiments/ of this checkout."""
+    env = os.environ.get("STUDY_EXPERIMENTS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "experiments"
+
+
+def default_budget() -> str:
+    """`cpu` unless a GPU is present; checked without importing torch when possible."""
+    if os.environ.get("STUDY_BUDGET"):
+        return os.environ["STUDY_BUDGET"]
+    try:
+        import torch  # noqa: PLC0415 - only callers that run work get here
+
+        return "paper" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def local_overrides() -> dict[str, Any]:
+    """The user's own paths (data.root, eval.*_root): experiments/local.toml (untracked) or $STUDY_LOCAL_CONFIG."""
+    path = Path(os.environ.get("STUDY_LOCAL_CONFIG") or experiments_dir() / "local.toml")
+    return flatten(read_toml(path, "local config")) if path.is_file() else {}
+
+
+def load_config(budget: str | None = None, config_file: str | Path | None = None,
+                overrides: dict[str, Any] | None = None, layers: list[tuple[str, dict[str, Any]]] | None = None) -> RunConfig:
+    """Build a RunConfig: base.toml <- budget <- local paths <- `layers` (study base, cell) <- config_file <- overrides."""
+    budget = budget or default_budget()
+    if budget not in BUDGETS:
+        raise UserError(f"--budget {budget!r} is unknown; choose one of {', '.join(BUDGETS)}")
+    exp = experiments_dir()
+    cfg = RunConfig()
+    apply_overrides(cfg, flatten(read_toml(exp / "base.toml", "base config")), source=str(exp / "base.toml"))
+    budget_file = exp / "budgets" / f"{budget}.toml"
+    apply_overrides(cfg, flatten(read_toml(budget_file, f"budget {budget}")), source=str(budget_file))
+    apply_overrides(cfg, local_overrides(), source="local config")
+    for source, layer in layers or []:
+        apply_overrides(cfg, layer, source=source)
+    if config_file:
+        apply_overrides(cfg, flatten(read_toml(Path(config_file), "--config")), source=str(config_file))
+    apply_overrides(cfg, overrides or {}, source="--set")
+    return cfg
+
+
+def to_toml(cfg: RunConfig) -> str:
+    """The resolved config as TOML text (what a run folder and MLflow keep)."""
+    lines: list[str] = []
+    for section, values in cfg.to_dict().items():
+        lines.append(f"[{section}]")
+        for k, v in values.items():
+            lines.append(f"{k} = {_toml_value(v)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
