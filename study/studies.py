@@ -1,0 +1,221 @@
+"""Study files: experiments/studies/<name>.toml -> StudySpec (the question, the cells, the seeds, the metric).
+
+A study is either a grid (the product of its `axes`, times its `variants`) or an Optuna `search` over ranges.
+Every axis value is checked against the run config here, before anything is created in either store.
+No torch, no optuna, no mlflow: the CLI, the scheduler and the report all read studies through this module.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from study.config import RunConfig, apply_overrides, experiments_dir, flatten, read_toml
+from study.errors import UserError
+
+# What a trial can report, in the paper's units (percent). `<dataset>.<metric>`.
+METRICS = {
+    "davis": ("jf_mean", "j_mean", "f_mean", "j_recall", "f_recall", "j_decay", "f_decay"),
+    "jhmdb": ("pck_0.1", "pck_0.2"),
+    "vip": ("miou",),
+}
+ALL_METRICS = tuple(f"{d}.{m}" for d, ms in METRICS.items() for m in ms)
+TOP_KEYS = {"title", "question", "table", "primary_metric", "direction", "seeds", "evaluations", "base", "axes", "default",
+            "variants", "search", "pruning", "notes"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: the run-config keys it sets, and how the report names it."""
+    label: str
+    overrides: dict[str, Any]
+    is_default: bool = False
+
+    @property
+    def key(self) -> str:
+        """A stable identity for the cell (the same across processes and machines)."""
+        return json.dumps(self.overrides, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    key: str
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+
+@dataclass
+class StudySpec:
+    name: str
+    title: str
+    question: str
+    table: str = ""
+    primary_metric: str = "davis.jf_mean"
+    direction: str = "maximize"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    evaluations: list[str] = field(default_factory=lambda: ["davis"])
+    base: dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+    default: dict[str, Any] = field(default_factory=dict)
+    variants: list[tuple[str, dict[str, Any], bool]] = field(default_factory=list)
+    search: list[SearchParam] = field(default_factory=list)
+    search_trials: int = 0
+    pruning: bool = False
+    path: Path | None = None
+
+    @property
+    def is_search(self) -> bool:
+        return bool(self.search)
+
+    @property
+    def factor_keys(self) -> list[str]:
+        """The run-config keys this study varies (what a budget must never set)."""
+        keys = list(self.axes)
+        for _, overrides, _ in self.variants:
+            keys += [k for k in overrides if k not in keys]
+        return keys + [p.key for p in self.search if p.key not in keys]
+
+    def cells(self) -> list[Cell]:
+        """The grid: variants (or one empty variant) x the product of the axes, in file order."""
+        variants = self.variants or [("", {}, False)]
+        names = list(self.axes)
+        out = []
+        for (vlabel, vset, vdefault), values in itertools.product(variants, itertools.product(*self.axes.values())):
+            point = dict(zip(names, values))
+            overrides = {**vset, **point}
+            parts = ([vlabel] if vlabel else []) + [_axis_label(k, v, len(names)) for k, v in point.items()]
+            is_default = (vdefault or not self.variants) and all(self.default.get(k, object()) == v
+                                                                 for k, v in point.items()) and bool(point or vdefault)
+            out.append(Cell(label=", ".join(parts) or "default", overrides=overrides, is_default=is_default))
+        return out
+
+    def trials(self, seeds: int | None = None) -> list[tuple[Cell, int]]:
+        """Every (cell, seed) the study runs: seed is an axis too."""
+        seed_list = list(range(seeds)) if seeds else self.seeds
+        return [(cell, seed) for cell in self.cells() for seed in seed_list]
+
+    def layers(self, cell: Cell, seed: int) -> list[tuple[str, dict[str, Any]]]:
+        """The config layers of one trial, for `config.load_config(layers=...)`."""
+        evals = {"eval.datasets": list(self.evaluations)}
+        return [(f"study {self.name} [base]", {**evals, **self.base}),
+                (f"study {self.name} cell {cell.label}", {**cell.overrides, "train.seed": seed})]
+
+
+def _axis_label(key: str, value: Any, n_axes: int) -> str:
+    shown = json.dumps(value) if isinstance(value, list) else str(value)
+    return shown if n_axes == 1 else f"{key.rsplit('.', 1)[-1]}={shown}"
+
+
+def studies_dir() -> Path:
+    return experiments_dir() / "studies"
+
+
+def study_names() -> list[str]:
+    return sorted(p.stem for p in studies_dir().glob("*.toml"))
+
+
+def load_study(name: str) -> StudySpec:
+    """Read and check experiments/studies/<name>.toml; any problem -> one-line UserError."""
+    path = studies_dir() / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(study_names()) or "none"
+        raise UserError(f"no study named {name!r}; known studies: {known} (files in {studies_dir()})")
+    return parse_study(name, read_toml(path, f"study {name}"), path)
+
+
+def parse_study(name: str, raw: dict[str, Any], path: Path | None = None) -> StudySpec:
+    where = f"study {name} ({path or 'inline'})"
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise UserError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(TOP_KEYS))}")
+    spec = StudySpec(name=name, title=_get(raw, "title", str, name, where), question=_get(raw, "question", str, "", where),
+                     table=_get(raw, "table", str, "", where), path=path,
+                     primary_metric=_get(raw, "primary_metric", str, "davis.jf_mean", where),
+                     direction=_get(raw, "direction", str, "maximize", where),
+                     evaluations=_get(raw, "evaluations", list, ["davis"], where),
+                     pruning=_get(raw, "pruning", bool, False, where))
+    seeds = raw.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1:
+        spec.seeds = list(range(seeds))
+    elif isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds):
+        spec.seeds = seeds
+    else:
+        raise UserError(f"{where}: seeds must be a positive count or a non-empty list of integers, got {seeds!r}")
+    if spec.direction not in ("maximize", "minimize"):
+        raise UserError(f"{where}: direction must be 'maximize' or 'minimize', got {spec.direction!r}")
+    for ev in spec.evaluations:
+        if ev not in METRICS:
+            raise UserError(f"{where}: evaluations has {ev!r}; choose from {', '.join(METRICS)}")
+    if spec.primary_metric not in ALL_METRICS:
+        raise UserError(f"{where}: primary_metric {spec.primary_metric!r} is unknown; choose one of {', '.join(ALL_METRICS)}")
+    if spec.primary_metric.split(".")[0] not in spec.evaluations:
+        raise UserError(f"{where}: primary_metric {spec.primary_metric} needs '{spec.primary_metric.split('.')[0]}' in evaluations")
+    spec.base = _table(raw, "base", where)
+    spec.default = _table(raw, "default", where)
+    spec.axes = _table(raw, "axes", where)
+    for key, values in spec.axes.items():
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{where}: axis {key!r} must be a non-empty list of values, got {values!r}")
+    for i, v in enumerate(raw.get("variants", [])):
+        if not isinstance(v, dict) or not isinstance(v.get("set"), dict) or not isinstance(v.get("label", ""), str):
+            raise UserError(f"{where}: variants[{i}] must be a table with label = \"...\" and set = {{ key = value }}")
+        spec.variants.append((v.get("label", f"variant {i}"), flatten(v["set"]), bool(v.get("default", False))))
+    _parse_search(spec, raw.get("search"), where)
+    if not spec.axes and not spec.variants and not spec.search:
+        raise UserError(f"{where}: a study needs [axes], [[variants]] or [search]; it has none")
+    _check_against_config(spec, where)
+    return spec
+
+
+def _get(raw: dict, key: str, tp: type, default: Any, where: str) -> Any:
+    value = raw.get(key, default)
+    if not isinstance(value, tp):
+        raise UserError(f"{where}: {key} must be {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _table(raw: dict, key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: [{key}] must be a table of run-config keys")
+    return flatten(value) if key != "axes" else _flatten_axes(value)
+
+
+def _flatten_axes(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten_axes(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _parse_search(spec: StudySpec, search: Any, where: str) -> None:
+    if search is None:
+        return
+    if not isinstance(search, dict) or not isinstance(search.get("params"), dict) or not search["params"]:
+        raise UserError(f"{where}: [search] needs trials = N and [search.params.\"key\"] tables with low and high")
+    spec.search_trials = search.get("trials", 0)
+    if not isinstance(spec.search_trials, int) or spec.search_trials < 1:
+        raise UserError(f"{where}: search.trials must be a positive integer")
+    for key, p in search["params"].items():
+        if not isinstance(p, dict) or "low" not in p or "high" not in p or not p["low"] < p["high"]:
+            raise UserError(f"{where}: search.params.{key} needs low < high, e.g. {{ low = 1e-4, high = 1e-2, log = true }}")
+        spec.search.append(SearchParam(key, p["low"], p["high"], bool(p.get("log", False)),
+                                       isinstance(p["low"], int) and isinstance(p["high"], int)))
+
+
+def _check_against_config(spec: StudySpec, where: str) -> None:
+    """Every key a study sets must exist in the run config and every value must be valid there."""
+    checks = [("base", spec.base), ("default", spec.default)]
+    checks += [(f"axis {k}", {k: v}) for k, values in spec.axes.items() for v in values]
+    checks += [(f"variant {label!r}", s) for label, s, _ in spec.variants]
+    checks += [(f"search {p.key}", {p.key: p.low}) for p in spec.search]
+    for what, overrides in checks:
+        apply_overrides(RunConfig(), overrides, source=f"{where} {what}")
