@@ -1,0 +1,42 @@
+"""`study model-info`: parameter counts and FLOPs per frame pair of a configuration."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from study.config import RunConfig, apply_overrides
+
+
+def print_model_info(preset: str, patch_size: int, img_size: int, encoder: str, decoder: str, decoder_dim: int,
+                     decoder_depth: int, decoder_heads: int, mask_ratio: float) -> None:
+    cfg = apply_overrides(RunConfig(), {
+        "model.preset": preset, "model.patch_size": patch_size, "model.img_size": img_size, "model.encoder": encoder,
+        "model.decoder": decoder, "model.decoder_dim": decoder_dim, "model.decoder_depth": decoder_depth,
+        "model.decoder_heads": decoder_heads, "model.mask_ratio": mask_ratio}, source="model-info")
+    import torch
+
+    from study.model import build_model
+    from study.model.flops import pair_flops
+
+    with torch.device("meta"):  # shapes only: no memory, no init cost
+        model = build_model(cfg.model)
+    n_enc = sum(p.numel() for p in model.encoder.parameters())
+    n_all = sum(p.numel() for p in model.parameters())
+    fixed = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    flops = pair_flops(model)
+    m = cfg.model
+    grid = img_size // patch_size
+    table = Table(title=f"SiamMAE {preset}/{patch_size} at {img_size}px ({grid}x{grid} patches), encoder {encoder}, "
+                        f"decoder {decoder} {decoder_dim}/{decoder_depth}/{decoder_heads}, f2 mask ratio {m.mask_ratio}",
+                  title_justify="left")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("encoder parameters", f"{n_enc:,}")
+    table.add_row("decoder parameters", f"{n_all - n_enc:,}")
+    table.add_row("total parameters", f"{n_all:,}")
+    table.add_row("  of which fixed (sin-cos position embeddings)", f"{fixed:,}")
+    table.add_row("FLOPs per pair, forward", f"{flops['forward'] / 1e9:.2f} G ({flops['forward']:,})")
+    table.add_row("FLOPs per pair, forward + backward", f"{flops['forward_backward'] / 1e9:.2f} G "
+                                                          f"({flops['forward_backward']:,})")
+    Console(width=120).print(table)

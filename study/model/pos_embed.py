@@ -1,0 +1,34 @@
+"""Fixed 2-D sin-cos position embeddings, as MAE's `get_2d_sincos_pos_embed`, for any (h, w) grid.
+
+Half of the channels encode the row, half the column; each half is [sin(pos * omega), cos(pos * omega)] with
+omega = 1 / 10000^(2i / (D/2)). With `cls_token=True` a row of zeros is prepended for the [CLS] position, which is how
+a timm ViT's `pos_embed` (1 + L positions) holds it. Written by hand: timm's sincos helpers use a different channel order
+and temperature layout than MAE's, and the checkpoints this project exports must match MAE's convention.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
+    """pos (M,) -> (M, dim): [sin | cos] of pos * omega."""
+    if dim % 2:
+        raise ValueError(f"sin-cos embedding needs an even dimension, got {dim}")
+    omega = torch.arange(dim // 2, dtype=torch.float64) / (dim / 2.0)
+    omega = 1.0 / 10000**omega  # (dim/2,)
+    angles = pos.double().reshape(-1)[:, None] * omega[None, :]  # (M, dim/2)
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+def sincos_2d(dim: int, grid_hw: tuple[int, int], cls_token: bool = False) -> torch.Tensor:
+    """(h*w [+1], dim) float32 embedding of an h x w patch grid in raster order (row-major, as patchify)."""
+    if dim % 4:
+        raise ValueError(f"2-D sin-cos embedding needs a dimension divisible by 4, got {dim}")
+    h, w = grid_hw
+    # MAE builds meshgrid(w, h) and stacks it, so channel half 0 encodes the column and half 1 the row
+    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")  # (h, w) each
+    emb = torch.cat([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], dim=1)  # (h*w, dim)
+    if cls_token:
+        emb = torch.cat([torch.zeros(1, dim, dtype=emb.dtype), emb], dim=0)
+    return emb.float()
