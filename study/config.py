@@ -327,3 +327,10 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return repr(v)
+
+
+def state_dir(cfg: RunConfig | None = None) -> Path:
+    """Local state (Optuna storage, MLflow store, run folders, generated data): $STUDY_STATE_DIR, else
+    tracking.state_dir (default .study/ in the working directory)."""
+    env = os.environ.get("STUDY_STATE_DIR")
+    return Path(env or (cfg.tracking.state_dir if cfg else TrackingConfig().state_dir)).resolve()

@@ -1,0 +1,189 @@
+"""The training engine: one function, `train`, that a trial (or `study train`) calls.
+
+Pairs from videos -> SiamMAE -> loss; AdamW with MAE's schedule; gradient accumulation; bf16 autocast where it pays;
+optional torch.compile; DDP under torchrun (rank 0 logs and checkpoints); atomic checkpoints and exact resume.
+It knows nothing of studies, Optuna or MLflow: progress leaves through the `on_metrics` callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from timm.optim import param_groups_weight_decay
+
+from study.config import RunConfig
+from study.errors import UserError
+from study.model import SiamMAE, build_model
+from study.progress import TrainProgress
+from study.recon import save_reconstruction
+from study.train_state import CHECKPOINT, Schedule, learning_rate, load_checkpoint, save_checkpoint, set_rng_state
+
+MetricsCallback = Callable[[dict[str, float], int], None]
+PeriodicCallback = Callable[[SiamMAE, int, float], bool]  # (model, step, epoch) -> stop early (pruned)
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or inf: the run stops with one line naming the step; the last good checkpoint stays."""
+
+
+@dataclass
+class TrainResult:
+    model: SiamMAE
+    steps: int
+    losses: list[float] = field(default_factory=list)   # one per optimizer step, the whole run (resumes included)
+    wall_s: float = 0.0
+    skipped_videos: list[str] = field(default_factory=list)
+    resumed_from: int = 0
+    pruned: bool = False
+    run_dir: Path | None = None
+
+
+def resolve_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def cpu_has_bf16() -> bool:
+    """bf16 autocast pays on CPUs with bf16 units (AVX512-BF16 or AMX); elsewhere it is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "fp32" or (precision == "auto" and device.type == "cpu" and not cpu_has_bf16()):
+        return None
+    return torch.bfloat16
+
+
+def setup_distributed() -> tuple[int, int]:
+    """(rank, world size); initializes the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW:
+    """AdamW (0.9, 0.95); no weight decay on biases, norms and other 1-D parameters (timm's groups)."""
+    groups = param_groups_weight_decay(model, cfg.train.weight_decay, no_weight_decay_list=("cls_token", "mask_token"))
+    return torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.95))
+
+
+def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True, on_metrics: MetricsCallback | None = None,
+          periodic: tuple[int, PeriodicCallback] | None = None, videos: list[Path] | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train SiamMAE as `cfg` says, in `run_dir` (checkpoints, recon.png). Resumes from run_dir's checkpoint when asked.
+    `periodic` = (every n optimizer steps, callback): intermediate evaluations; the callback returns True to stop."""
+    from study.train_data import build_training_data  # decord only where training runs
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rank, world = setup_distributed()
+    device = resolve_device()
+    torch.manual_seed(cfg.train.seed + rank)
+    data = build_training_data(cfg, videos=videos, rank=rank, world_size=world)
+    sched = Schedule(n_videos=len(data.dataset), repeated_sampling=cfg.data.repeated_sampling,
+                     micro_batch=cfg.train.batch_size, accum_iter=cfg.train.accum_iter, world_size=world,
+                     epochs=cfg.train.epochs)
+    model = build_model(cfg.model).to(device)
+    optimizer = build_optimizer(model, cfg)
+    step, micro_step, losses = 0, 0, []
+    ckpt_path = run_dir / CHECKPOINT
+    if resume and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        _check_same_config(state, cfg, ckpt_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, micro_step, losses = int(state["step"]), int(state["micro_step"]), state["losses"].tolist()
+        set_rng_state(state["rng"])
+    resumed_from = step
+    net: torch.nn.Module = model
+    if cfg.train.compile:
+        net = torch.compile(model)
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    amp = autocast_dtype(cfg.train.precision, device)
+    total = sched.total_steps
+    bar = TrainProgress(total, enabled=progress and rank == 0, start=step)
+    t_start, t_window, pairs_window = time.perf_counter(), time.perf_counter(), 0
+    result = TrainResult(model=model, steps=step, losses=losses, skipped_videos=data.skipped, resumed_from=resumed_from,
+                         run_dir=run_dir)
+    model.train()
+    try:
+        while step < total:
+            lr = learning_rate(step, sched, cfg.train)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            step_loss = 0.0
+            for _ in range(cfg.train.accum_iter):
+                f1, f2 = data.batch(micro_step, sched.micro_steps_per_pass)
+                f1, f2 = f1.to(device, non_blocking=True), f2.to(device, non_blocking=True)
+                sync = contextlib.nullcontext() if world == 1 or _ == cfg.train.accum_iter - 1 else net.no_sync()
+                with sync, torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    loss, _pred, _mask = net(f1, f2)
+                (loss / cfg.train.accum_iter).backward()
+                step_loss += loss.item() / cfg.train.accum_iter
+                micro_step += 1
+                pairs_window += f1.shape[0] * world
+            if not math.isfinite(step_loss):
+                optimizer.zero_grad(set_to_none=True)
+                where = f"; the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else ""
+                raise NonFiniteLoss(f"training stopped: the loss is {step_loss} at step {step + 1}{where}")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(step_loss)
+            result.steps = step
+            if rank == 0:
+                bar.update(step, epoch=sched.epoch_at(step), loss=step_loss, lr=lr)
+            if step % cfg.train.log_every == 0 or step == total:
+                now = time.perf_counter()
+                rate = pairs_window / max(now - t_window, 1e-9)
+                t_window, pairs_window = now, 0
+                bar.set_rate(rate)
+                if on_metrics and rank == 0:
+                    on_metrics({"train.loss": step_loss, "train.lr": lr, "train.pairs_per_s": rate,
+                                "train.epoch": sched.epoch_at(step)}, step)
+            if rank == 0 and (step % cfg.train.checkpoint_every == 0 or step == total):
+                save_checkpoint(ckpt_path, model=model, optimizer=optimizer, step=step, micro_step=micro_step, cfg=cfg,
+                                losses=losses, finished=step == total)
+            if periodic and step % periodic[0] == 0 and step < total and periodic[1](model, step, sched.epoch_at(step)):
+                result.pruned = True
+                break
+        if rank == 0 and cfg.train.recon_pairs:
+            save_reconstruction(model, *sample_pairs(data, cfg.train.recon_pairs), run_dir / "recon.png")
+    finally:
+        bar.close()
+        data.close()
+    result.wall_s = time.perf_counter() - t_start
+    result.skipped_videos = data.skipped
+    return result
+
+
+def sample_pairs(data, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first pair of the first k videos (pass 0): the same pairs for every run of a study, so pictures compare."""
+    items = [data.dataset[(0, i)] for i in range(min(k, len(data.dataset)))]
+    return torch.stack([a[0] for a, _ in items]), torch.stack([b[0] for _, b in items])
+
+
+def _check_same_config(state: dict, cfg: RunConfig, path: Path) -> None:
+    """Resuming with another model or schedule would silently mix two runs."""
+    saved = RunConfig.from_dict(state["config"]).flat()
+    ours = cfg.flat()
+    differ = [k for k in ours if (k.startswith(("model.", "data.", "train.")) and k not in
+                                  ("train.checkpoint_every", "train.log_every", "data.num_workers") and saved.get(k) != ours[k])]
+    if differ:
+        k = differ[0]
+        raise UserError(f"{path} was written with {k} = {saved.get(k)!r}, this run has {ours[k]!r}; "
+                        "use another --out folder or drop --resume")
