@@ -1,0 +1,92 @@
+"""The report's pictures (seaborn on the Agg backend; seaborn 0.13 wants pandas, so frames go in via `.to_pandas()`).
+
+Each function writes one PNG and returns its path, or None when there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+DPI = 120
+
+
+def metric_vs_factor(frame: pl.DataFrame, cells: list[str], metric: str, label: str, factor: str, path: Path,
+                     baseline: float | None = None) -> Path | None:
+    """The metric per cell: one point per seed, the mean with a ±1 std bar, cells in the study's order on x, and the
+    random-init value as a dashed line. `frame` is `runs_frame(...)`; only finished trials are drawn."""
+    done = frame.filter((pl.col("role") == "trial") & (pl.col("status") == "FINISHED") & pl.col(metric).is_not_null()
+                        & pl.col("cell").is_in(cells))
+    if not done.height:
+        return None
+    data = done.select(pl.col("cell"), pl.col("seed").cast(pl.String).fill_null("?"), pl.col(metric).alias(label))
+    data = data.to_pandas()
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(cells) + 2), 3.6))
+    sns.stripplot(data=data, x="cell", y=label, order=cells, hue="seed", ax=ax, size=6, alpha=0.7, jitter=0.08,
+                  palette="crest")
+    sns.pointplot(data=data, x="cell", y=label, order=cells, ax=ax, errorbar="sd", color="black", markers="D",
+                  linestyles="none", capsize=0.15, label="mean ± std")
+    if baseline is not None:
+        ax.axhline(baseline, ls="--", color="tab:red", lw=1.2, label="random init")
+    ax.set_xlabel(factor)
+    ax.set_ylabel(f"{label} (%)")
+    ax.legend(fontsize=8, loc="best", title="seed", title_fontsize=8)
+    if len(cells) > 4 and max(len(c) for c in cells) > 6:
+        ax.tick_params(axis="x", labelrotation=30)
+    return _save(fig, path)
+
+
+def loss_curves(losses: pl.DataFrame, cells: list[str], path: Path) -> Path | None:
+    """Training loss against step per cell, the mean over seeds with a ±1 std band (`analysis.runs.loss_frame`)."""
+    data = losses.filter(pl.col("cell").is_in(cells))
+    if not data.height:
+        return None
+    order = [c for c in cells if c in set(data["cell"].to_list())]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    sns.lineplot(data=data.to_pandas(), x="step", y="loss", hue="cell", hue_order=order, errorbar="sd", ax=ax,
+                 palette="viridis")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (normalized-pixel MSE)")
+    ax.legend(fontsize=8, title=None)
+    return _save(fig, path)
+
+
+def first_contact_sheet(artifact_dirs: list[str], dataset: str = "davis") -> Path | None:
+    """The first `eval/<dataset>/contact_*.png` among a cell's runs, or None."""
+    for d in artifact_dirs:
+        sheets = sorted(Path(d).glob(f"eval/{dataset}/contact_*.png")) if d else []
+        if sheets:
+            return sheets[0]
+    return None
+
+
+def propagation_strip(panels: list[tuple[str, Path]], path: Path) -> Path | None:
+    """Contact sheets of propagated masks stacked top to bottom, each under its label (e.g. best and worst cell)."""
+    panels = [(label, p) for label, p in panels if p is not None and Path(p).is_file()]
+    if not panels:
+        return None
+    images = [plt.imread(p) for _, p in panels]
+    width = 10.0
+    heights = [width * im.shape[0] / im.shape[1] for im in images]
+    fig, axes = plt.subplots(len(images), 1, figsize=(width, sum(heights) + 0.45 * len(images)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (label, _), im in zip(axes[:, 0], panels, images):
+        ax.imshow(im)
+        ax.set_title(label, fontsize=10, loc="left")
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
