@@ -153,7 +153,7 @@ def _standard_notes(spec: StudySpec, summary: list[dict], default: dict | None, 
     if has_delta:
         if (default is not None and default["n"] < 2) or all(r["n"] < 2 for r in summary if r is not default):
             notes.append("Differences are untested: a 95% interval needs at least two seeds in the row and in the "
-                         "default row; run more seeds (`study run NAME --seeds 3`).")
+                         f"default row; run more seeds (`study run {spec.name} --seeds 3`).")
         notes.append(METHOD_NOTE)
     if has_baseline:
         notes.append("random init: the untrained encoder evaluated with the same protocol, to show what training bought.")

@@ -1,0 +1,49 @@
+"""Hand-made run records in the shared schema (what `study.tracking.fetch_study_runs` returns), for the analysis tests."""
+
+from __future__ import annotations
+
+import json
+
+from study.config import load_config
+from study.studies import load_study
+
+T0 = 1_767_000_000_000  # ms
+
+
+def record(study: str, cell: str, seed: int | None, *, role: str = "trial", status: str = "FINISHED",
+           metrics: dict | None = None, trial: int | None = None, failure: str | None = None,
+           loss: list | None = None, artifact_dir: str | None = None, budget: str = "cpu") -> dict:
+    """One run as tracking returns it; its params are the real resolved config of that cell at `budget`."""
+    spec = load_study(study)
+    cells = spec.cells()
+    the_cell = next(c for c in cells if c.label == cell or (role == "baseline" and c.is_default))
+    overrides, is_default = (the_cell.overrides, the_cell.is_default) if role == "trial" else ({}, False)
+    params = {k: str(v) for k, v in load_config(budget, layers=spec.layers(the_cell, seed or 0)).flat().items()}
+    start = T0 + 1000 * (trial or 0)
+    return {"run_id": f"{study}-{role}-{cell}-{seed}-{status}", "role": role, "status": status, "study": study,
+            "budget": budget, "cell": cell, "cell_key": json.dumps(overrides, sort_keys=True), "is_default": is_default,
+            "seed": seed, "trial_number": trial, "metrics": metrics or {},
+            "params": params,
+            "start_time": start, "end_time": start + 90_000 if status != "RUNNING" else None,
+            "loss_history": loss or [], "artifact_dir": artifact_dir, "failure": failure}
+
+
+def davis(jf: float, j: float, f: float) -> dict:
+    return {"davis.jf_mean": jf, "davis.j_mean": j, "davis.f_mean": f}
+
+
+def mask_ratio_records() -> list[dict]:
+    """mask_ratio study (cells 0.5, 0.75, 0.9, 0.95 default), 2 seeds: 0.5 both failed, 0.75 one seed finished and
+    one failed, 0.9 missing entirely, 0.95 both finished; plus one random-init baseline."""
+    loss = [(0, 1.0), (10, 0.8), (20, 0.6)]
+    return [
+        record("mask_ratio", "0.5", 0, status="FAILED", failure="NaN loss at step 12", trial=0),
+        record("mask_ratio", "0.5", 1, status="FAILED", failure="NaN loss at step 12", trial=1),
+        record("mask_ratio", "0.75", 0, metrics=davis(50.0, 48.0, 52.0), trial=2, loss=loss),
+        record("mask_ratio", "0.75", 1, status="FAILED", failure="out of memory", trial=3),
+        record("mask_ratio", "0.95", 0, metrics=davis(52.0, 50.0, 54.0), trial=6,
+               loss=loss),
+        record("mask_ratio", "0.95", 1, metrics=davis(54.0, 53.0, 55.0), trial=7,
+               loss=[(0, 0.9), (10, 0.7), (20, 0.5)]),
+        record("mask_ratio", "random init", 0, role="baseline", metrics=davis(44.4, 43.0, 45.8)),
+    ]
