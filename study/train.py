@@ -76,8 +76,10 @@ def setup_distributed() -> tuple[int, int]:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW:
-    """AdamW (0.9, 0.95); no weight decay on biases, norms and other 1-D parameters (timm's groups)."""
-    groups = param_groups_weight_decay(model, cfg.train.weight_decay, no_weight_decay_list=("cls_token", "mask_token"))
+    """AdamW (0.9, 0.95); no weight decay on biases, norms and other 1-D parameters (timm's groups), nor on the
+    [CLS] / mask tokens and position embeddings (timm's ViT convention)."""
+    tokens = [n for n, _ in model.named_parameters() if n.rsplit(".", 1)[-1] in ("cls_token", "mask_token", "pos_embed")]
+    groups = param_groups_weight_decay(model, cfg.train.weight_decay, no_weight_decay_list=tokens)
     return torch.optim.AdamW(groups, lr=0.0, betas=(0.9, 0.95))
 
 
