@@ -57,7 +57,7 @@ def report_command(name: str, budget: str | None = None, tracking_uri: str | Non
         if not parts:
             where = f" at budget {budget}" if budget else ""
             raise UserError(f"no study has finished runs{where}; run `study run NAME` first (see `study list`)")
-        parts.sort(key=lambda p: (p[0].table == "", p[0].table, p[0].name, p[1]))
+        parts.sort(key=lambda p: (table2_rank(p[0]), p[0].table, p[0].name, p[1]))
         with _atomic_dir(out_dir) as tmp:
             write_table2([(spec, b, recs) for spec, b, recs in parts], tmp, skipped)
     else:
@@ -71,6 +71,11 @@ def report_command(name: str, budget: str | None = None, tracking_uri: str | Non
             write_study_report(spec, records, tmp)
     print(f"report: {out_dir / 'report.md'}")
     return out_dir
+
+
+def table2_rank(spec: StudySpec) -> int:
+    """Table 2's own sub-tables (2a, 2b, ...) first, then studies of other tables (Table 1's patch size), then the rest."""
+    return 0 if spec.table.startswith("2") else 1 if spec.table else 2
 
 
 def _has_finished(records: list[dict]) -> bool:
