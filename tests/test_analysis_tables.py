@@ -1,0 +1,136 @@
+"""The paper-style table: exact Markdown for a fixture of runs, LaTeX structure, HTML, the per-cell summary, the
+paper's reference values."""
+
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from analysis.paper import paper_value, references
+from analysis.runs import cell_summary, runs_frame
+from analysis.tables import build_table, latex_escape, to_html, to_latex, to_markdown
+from study.studies import load_study
+from tests.analysis_helpers import decoder_records, mask_ratio_records, record, davis
+
+MASK_RATIO_TABLE = """\
+| mask_ratio | DAVIS J&F | DAVIS J&F paper | J | J paper | F | F paper | seeds | Δ DAVIS J&F vs default [95% CI] |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| 0.5 | failed (2/2 seeds) | not reported | failed (2/2 seeds) | not reported | failed (2/2 seeds) | not reported | 0/2 (2 failed) |  |
+| 0.75 | **56.2 ± 0.3** | not reported | **54.3 ± 0.4** | not reported | **58.1 ± 0.1** | not reported | 2/2 | +3.9 [+2.1, +5.7] better |
+| 0.9 | missing | not reported | missing | not reported | missing | not reported | 0/2 (2 missing) |  |
+| 0.95 (default) | 52.3 ± 0.4 | 58.1 [S] | 50.5 ± 0.7 | 56.6 [S] | 54.1 ± 0.1 | 59.6 [S] | 2/2 | — |
+| random init | 44.4 | not reported | 43.0 | not reported | 45.8 | not reported | 1 | -7.9, untested (1 seed) |
+"""
+
+DECODER_TABLE = """\
+| decoder | DAVIS J&F | DAVIS J&F paper | J | J paper | F | F paper | seeds | Δ DAVIS J&F vs default [95% CI] |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| joint | running | not reported | running | not reported | running | not reported | 0/2 (1 running, 1 missing) |  |
+| cross-self (default) | **50.5 ± 0.7** | 58.1 [S] | **49.5 ± 0.7** | 56.6 [S] | **51.5 ± 0.7** | 59.6 [S] | 2/2 | — |
+| cross | 45.0 | 52.2 [S] | 44.0 | not reported | 46.0 | not reported | 1/2 (1 failed) | -5.5, untested (1 seed) |
+"""
+
+
+def mask_ratio_table():
+    return build_table(load_study("mask_ratio"), runs_frame(mask_ratio_records()))
+
+
+def test_markdown_table_exact():
+    """Hand-checked: 0.75 = mean(56.0, 56.4) = 56.2, std sqrt(0.08) = 0.28; its Welch interval vs the default
+    (52.3 ± 0.42) excludes 0, so it is marked better; 0.5 failed on both seeds, 0.9 never ran; random init at the bottom."""
+    assert to_markdown(mask_ratio_table()) == MASK_RATIO_TABLE
+
+
+def test_markdown_table_running_partial_and_untested():
+    table = build_table(load_study("decoder"), runs_frame(decoder_records()))
+    assert to_markdown(table) == DECODER_TABLE
+    assert any("untested" in n and "study run decoder --seeds 3" in n for n in table.notes)
+    assert "cross: failed: worker killed" in table.notes
+
+
+def test_one_seed_study_says_untested():
+    recs = [record("encoder", "siamese", 0, metrics=davis(50.0, 49.0, 51.0)),
+            record("encoder", "joint", 0, metrics=davis(47.0, 46.0, 48.0))]
+    table = build_table(load_study("encoder"), runs_frame(recs))
+    md = to_markdown(table)
+    assert "| joint | 47.0 | not reported | 46.0 |" in md
+    assert "-3.0, untested (1 seed)" in md
+    assert any(n.startswith("Differences are untested") for n in table.notes)
+
+
+def test_latex_structure():
+    tex = to_latex(mask_ratio_table())
+    lines = tex.splitlines()
+    assert [ln for ln in lines if ln in (r"\toprule", r"\midrule", r"\bottomrule")] == \
+        [r"\toprule", r"\midrule", r"\midrule", r"\bottomrule"]  # header | cells | random init
+    spec = re.search(r"\\begin\{tabular\}\{(\w+)\}", tex).group(1)
+    assert spec == "l" + "r" * 8
+    body = [ln for ln in lines if ln.endswith(r"\\")]
+    assert len(body) == 1 + 4 + 1  # header, four cells, random init
+    for ln in body:  # every row has exactly as many cells as the column spec
+        assert len(re.findall(r"(?<!\\)&", ln)) == len(spec) - 1
+    assert body[0].startswith(r"mask\_ratio & DAVIS J\&F & ")
+    assert r"[95\% CI]" in body[0] and r"$\Delta$" in body[0]
+    assert r"\textbf{56.2 $\pm$ 0.3}" in tex
+    assert "±" not in tex.replace("% ", "")  # pdflatex-safe outside comments too
+    assert r"\end{tabular}" in tex
+
+
+def test_latex_escape():
+    assert latex_escape("a_b & c% #1 {x} $") == r"a\_b \& c\% \#1 \{x\} \$"
+    assert latex_escape("a\\b") == r"a\textbackslash{}b"
+
+
+def test_html_has_values_and_bold_best():
+    html = to_html(mask_ratio_table())
+    assert "56.2 ± 0.3" in html and "failed (2/2 seeds)" in html and "missing" in html and "random init" in html
+    assert "font-weight: bold" in html
+
+
+def test_cell_summary_counts_retries_and_order():
+    spec = load_study("mask_ratio")
+    recs = mask_ratio_records() + [
+        # 0.5 seed 1 was retried and finished: the retry counts, the earlier failure does not
+        record("mask_ratio", "0.5", 1, metrics=davis(40.0, 39.0, 41.0), trial=9),
+    ]
+    s = cell_summary(runs_frame(recs), spec, ["davis.jf_mean"])
+    assert s["cell"].to_list() == ["0.5", "0.75", "0.9", "0.95"]
+    row = s.row(0, named=True)
+    assert (row["n"], row["n_failed"], row["n_missing"], row["state"]) == (1, 1, 0, "partial")
+    assert row["davis.jf_mean.std"] is None  # one finished seed: no spread
+    assert s.row(2, named=True)["state"] == "missing"
+    assert s.row(3, named=True)["davis.jf_mean.std"] == pytest.approx(0.4242640687)
+    assert s.row(3, named=True)["is_default"]
+
+
+def test_runs_frame_columns_and_empty():
+    f = runs_frame(mask_ratio_records())
+    assert f.height == 7 and f["duration_s"].to_list()[0] == 90.0
+    assert f.schema["davis.jf_mean"] == pl.Float64 and f.schema["seed"] == pl.Int64
+    empty = runs_frame([])
+    assert empty.height == 0 and "davis.jf_mean" in empty.columns
+    s = cell_summary(empty, load_study("mask_ratio"), ["davis.jf_mean"])
+    assert s["state"].to_list() == ["missing"] * 4 and s["n_expected"].to_list() == [1] * 4
+
+
+def test_paper_values():
+    assert paper_value("mask_ratio", "0.95", "davis.jf_mean") == (58.1, "S")
+    assert paper_value("mask_ratio", {"model.mask_ratio": 0.95}, "jhmdb.pck_0.2") == (73.0, "S")
+    assert paper_value("mask_ratio", "0.9", "davis.jf_mean") is None  # in Table 2(d), but no number is known
+    assert paper_value("decoder", "cross", "davis.jf_mean") == (52.2, "S")
+    assert paper_value("decoder", "cross", "vip.miou") is None
+    assert paper_value("encoder_decoder", "encoder=joint, decoder=cross", "davis.jf_mean") is None
+    assert paper_value("patch_size", "8", "davis.jf_mean") == (71.4, "P")
+    assert paper_value("patch_size", "16", "vip.miou") == (37.3, "P")  # Table 1 (2000 epochs), not the 400-epoch row
+    assert paper_value("lr_temperature", {"train.blr": 1e-3}, "davis.jf_mean") is None
+
+
+def test_every_paper_number_is_in_paper_md():
+    paper_md = Path("/work/shared/PAPER.md")
+    if not paper_md.is_file():
+        pytest.skip("PAPER.md is not on this machine")
+    section4 = paper_md.read_text().split("## 4. Reported numbers")[1].split("## 5.")[0]
+    for ref in references():
+        for metric, value in ref["values"].items():
+            assert f"{value:.1f}" in section4, (ref["name"], metric, value)
