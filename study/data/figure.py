@@ -24,9 +24,11 @@ class Figure:
 
     def __init__(self, rng: np.random.Generator, height: int, width: int, n_frames: int, real_prob: float = 1.0):
         self.h, self.w = height, width
-        self.size0 = rng.uniform(0.45, 0.75) * height  # figure height in pixels, head to ankles
-        self.start = np.array([rng.uniform(0.3, 0.7) * width, rng.uniform(0.45, 0.55) * height])
-        self.velocity = np.array([rng.uniform(-0.4, 0.4), 0.0]) * width / max(1, n_frames)
+        self.size0 = rng.uniform(0.45, 0.7) * height  # figure height in pixels, head to ankles
+        # keep the whole figure in the frame: it spans belly - 0.52 s .. belly + 0.55 s, s up to 1.12 size0
+        top, span = 0.03 * height + 0.59 * self.size0, 0.94 * height - 1.2 * self.size0
+        self.start = np.array([rng.uniform(0.35, 0.65) * width, top + rng.uniform(0, max(0.0, span))])
+        self.velocity = np.array([rng.uniform(-0.15, 0.15), 0.0]) * width / max(1, n_frames)
         self.phase, self.freq = rng.uniform(0, 2 * np.pi), rng.uniform(0.15, 0.45)
         self.swing = rng.uniform(0.3, 0.8)
         self.wave = rng.random() < 0.4  # one arm raised and waving instead of swinging
