@@ -134,3 +134,13 @@ def test_cli_no_runs_exits_2_with_one_line(runs, tmp_path, monkeypatch, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines() == ["error: no finished runs for study mask_ratio; run `study run mask_ratio` first"]
+
+
+@pytest.mark.slow
+def test_analysis_never_imports_torch_or_mlflow():
+    import subprocess
+
+    code = ("import sys, analysis.report, analysis.plots, analysis.tables, analysis.stats, analysis.paper; "
+            "print('torch' in sys.modules, 'mlflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
