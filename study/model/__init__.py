@@ -1,20 +1,40 @@
-"""SiamMAE: ViT encoder (siamese | joint), masking (random | block | grid), decoder (cross-self | cross | joint)."""
+"""SiamMAE: ViT encoder (siamese | joint), masking (random | block | grid), decoder (cross-self | cross | joint).
+
+The names below load on first use (PEP 562 `__getattr__`), so `study.model.info` can check a command's inputs and
+fail in a fraction of a second before torch and timm are imported.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from study.config import ENCODER_PRESETS, ModelConfig
 from study.errors import UserError
-from study.model.load import load_encoder, safe_load
-from study.model.masking import keep_count, random_masking
-from study.model.siammae import SiamMAE
-from study.model.timm_export import export_timm, save_timm_export, timm_encoder, timm_model_name
 
-__all__ = ["SiamMAE", "build_model", "export_timm", "load_encoder", "random_masking", "safe_load", "save_timm_export",
-           "timm_encoder", "timm_model_name", "keep_count"]
+if TYPE_CHECKING:
+    from study.model.siammae import SiamMAE
+
+_LAZY = {
+    "SiamMAE": "study.model.siammae", "random_masking": "study.model.masking", "keep_count": "study.model.masking",
+    "load_encoder": "study.model.load", "safe_load": "study.model.load", "export_timm": "study.model.timm_export",
+    "save_timm_export": "study.model.timm_export", "timm_encoder": "study.model.timm_export",
+    "timm_model_name": "study.model.timm_export", "pair_flops": "study.model.flops",
+}
+__all__ = ["build_model", *_LAZY]
 
 
-def build_model(cfg: ModelConfig) -> SiamMAE:
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'study.model' has no attribute {name!r}")
+
+
+def build_model(cfg: ModelConfig) -> "SiamMAE":
     """A SiamMAE from the config's model section; width/depth/heads from ENCODER_PRESETS[cfg.preset]."""
+    from study.model.masking import keep_count
+    from study.model.siammae import SiamMAE
+
     if cfg.preset not in ENCODER_PRESETS:
         raise UserError(f"model.preset = {cfg.preset!r} is unknown; choose one of {', '.join(ENCODER_PRESETS)}")
     num_patches = (cfg.img_size // cfg.patch_size) ** 2

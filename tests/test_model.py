@@ -1,0 +1,183 @@
+"""SiamMAE: parameter count, causal wiring of encoders and decoders, the loss's support, encode shapes, model-info CLI."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from study.config import ModelConfig
+from study.model import SiamMAE, build_model
+from study.model.pos_embed import sincos_2d
+
+
+def small(**kw) -> SiamMAE:
+    args = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, decoder_dim=32, decoder_depth=2,
+                decoder_heads=2, mask_ratio=0.5)
+    torch.manual_seed(0)
+    return SiamMAE(**(args | kw)).eval()
+
+
+def frames(seed=1, B=2, size=32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, 3, size, size, generator=g), torch.randn(B, 3, size, size, generator=g)
+
+
+def run(model, f1, f2, seed=5):
+    """forward with a fixed masking draw, so two calls differ only by their inputs."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        return model(f1, f2)
+
+
+def visible_patch_pixels(mask_row, patch=8, grid=4):
+    """(row slice, col slice) of the first visible patch of one sample."""
+    idx = int((mask_row == 0).nonzero()[0])
+    r, c = divmod(idx, grid)
+    return slice(r * patch, (r + 1) * patch), slice(c * patch, (c + 1) * patch)
+
+
+def test_vit_s16_encoder_has_timm_parameter_count():
+    import timm
+
+    model = build_model(ModelConfig())  # small preset, patch 16, 224
+    ours = sum(p.numel() for p in model.encoder.parameters())
+    theirs = sum(p.numel() for p in timm.create_model("vit_small_patch16_224", num_classes=0).parameters())
+    assert ours == theirs == 21_665_664
+    assert not model.encoder.pos_embed.requires_grad  # fixed sin-cos, counted as timm counts its pos_embed
+
+
+@pytest.mark.parametrize("encoder,f1_depends_on_f2", [("siamese", False), ("joint", True)])
+def test_f1_encoding_depends_on_f2_only_in_joint_encoder(encoder, f1_depends_on_f2):
+    model = small(encoder=encoder)
+    f1, f2 = frames()
+    torch.manual_seed(5)
+    latent1_a = model.forward_encoder(f1, f2)[0]
+    torch.manual_seed(5)
+    latent1_b = model.forward_encoder(f1, f2 + torch.randn_like(f2))[0]
+    assert latent1_a.shape == (2, 17, 64)
+    assert torch.allclose(latent1_a, latent1_b, atol=0) != f1_depends_on_f2
+
+
+@pytest.mark.parametrize("decoder,depends", [("cross", False), ("cross-self", True), ("joint", True)])
+def test_masked_query_depends_on_other_f2_tokens_unless_cross(decoder, depends):
+    model = small(decoder=decoder)
+    f1, f2 = frames()
+    _, pred_a, mask = run(model, f1, f2)
+    rows, cols = visible_patch_pixels(mask[0])
+    f2_changed = f2.clone()
+    f2_changed[0, :, rows, cols] += 3.0  # change one visible f2 patch of sample 0
+    _, pred_b, mask_b = run(model, f1, f2_changed)
+    assert torch.equal(mask, mask_b)
+    masked = mask[0].bool()
+    changed = (pred_a[0, masked] - pred_b[0, masked]).abs().max()
+    assert (changed > 1e-4) == depends, f"{decoder}: masked predictions moved by {changed}"
+    assert torch.allclose(pred_a[1], pred_b[1], atol=1e-6)  # the other sample is untouched
+
+
+@pytest.mark.parametrize("decoder", ["cross", "cross-self", "joint"])
+@pytest.mark.parametrize("encoder", ["siamese", "joint"])
+def test_every_decoder_prediction_depends_on_f1(encoder, decoder):
+    model = small(encoder=encoder, decoder=decoder)
+    f1, f2 = frames()
+    _, pred_a, mask = run(model, f1, f2)
+    _, pred_b, _ = run(model, f1 + torch.randn_like(f1), f2)
+    masked = mask.bool()
+    assert (pred_a[masked] - pred_b[masked]).abs().min() > 0  # every masked place sees f1
+
+
+@pytest.mark.parametrize("norm_pix", [True, False])
+def test_loss_counts_masked_patches_only(norm_pix):
+    model = small(norm_pix_loss=norm_pix)
+    f1, f2 = frames()
+    _, pred, mask = run(model, f1, f2)
+    base = model.forward_loss(f2, pred, mask)
+    visible = visible_patch_pixels(mask[0])
+    masked_idx = int(mask[0].nonzero()[0])
+    r, c = divmod(masked_idx, 4)
+    target_visible, target_masked = f2.clone(), f2.clone()
+    target_visible[0, :, visible[0], visible[1]] = torch.randn(3, 8, 8)
+    target_masked[0, :, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] = torch.randn(3, 8, 8)
+    assert model.forward_loss(target_visible, pred, mask) == base
+    assert abs(model.forward_loss(target_masked, pred, mask) - base) > 1e-4
+
+
+def test_loss_value_on_a_hand_made_case():
+    model = small(norm_pix_loss=False)
+    f2 = torch.full((1, 3, 32, 32), 2.0)
+    mask = torch.zeros(1, 16)
+    mask[0, [1, 5]] = 1
+    pred = torch.zeros(1, 16, 192)
+    pred[0, 5] = 1.0  # error 1 on patch 5, error 2 on patch 1: mean of 4 and 1
+    assert model.forward_loss(f2, pred, mask).item() == pytest.approx(2.5)
+    # norm_pix: a constant patch normalizes to 0, so predicting 0 there is perfect
+    assert small(norm_pix_loss=True).forward_loss(f2, torch.zeros(1, 16, 192), mask).item() == 0.0
+
+
+def test_forward_shapes_and_backward():
+    model = small().train()
+    f1, f2 = frames()
+    loss, pred, mask = model(f1, f2)
+    assert pred.shape == (2, 16, 8 * 8 * 3) and mask.shape == (2, 16) and loss.ndim == 0
+    loss.backward()
+    assert model.encoder.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    assert model.encoder.pos_embed.grad is None and model.decoder_pos_embed.grad is None
+
+
+def test_patchify_unpatchify_round_trip():
+    model = small()
+    imgs = torch.randn(2, 3, 32, 32)
+    patches = model.patchify(imgs)
+    assert patches.shape == (2, 16, 192)
+    assert torch.equal(patches[0, 5].reshape(8, 8, 3), imgs[0, :, 8:16, 8:16].permute(1, 2, 0))  # patch (1, 1)
+    assert torch.equal(model.unpatchify(patches), imgs)
+
+
+@pytest.mark.parametrize("patch", [16, 8])
+def test_encode_any_frame_size(patch):
+    torch.manual_seed(0)
+    model = SiamMAE(img_size=224, patch_size=patch, embed_dim=32, depth=1, num_heads=2, decoder_dim=32,
+                    decoder_depth=1, decoder_heads=2).eval()
+    with torch.no_grad():
+        feats = model.encode(torch.randn(1, 3, 480, 832))
+    assert feats.shape == (1, 480 // patch, 832 // patch, 32)
+    assert torch.allclose(feats.mean(-1), torch.zeros(1), atol=1e-5)  # after the final LayerNorm (weight 1, bias 0)
+
+
+def test_sincos_on_a_non_square_grid():
+    emb = sincos_2d(16, (3, 5)).reshape(3, 5, 16)
+    assert torch.equal(emb[0, :, :8], emb[2, :, :8])  # first half: column only
+    assert torch.equal(emb[:, 1, 8:], emb[:, 4, 8:])  # second half: row only
+    assert torch.equal(emb[0, 0], torch.tensor([0.0] * 4 + [1.0] * 4 + [0.0] * 4 + [1.0] * 4))
+    assert torch.equal(sincos_2d(16, (3, 5), cls_token=True)[0], torch.zeros(16))
+
+
+def _model_info(*args):
+    return subprocess.run([sys.executable, "-m", "study.cli", "model-info", *args], capture_output=True, text=True)
+
+
+def test_model_info_prints_counts_and_flops():
+    from study.model.flops import pair_flops
+
+    res = _model_info("--preset", "small", "--patch", "16", "--decoder", "cross-self")
+    assert res.returncode == 0, res.stderr
+    assert "21,665,664" in res.stdout  # encoder
+    total = sum(p.numel() for p in build_model(ModelConfig()).parameters())
+    assert f"{total:,}" in res.stdout and f"{total - 21_665_664:,}" in res.stdout
+    flops = pair_flops(ModelConfig())
+    assert f"{flops['forward']:,}" in res.stdout and f"{flops['forward_backward']:,}" in res.stdout
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--patch", "15"], "model.patch_size"),
+    (["--mask-ratio", "1.0"], "model.mask_ratio"),
+    (["--decoder", "foo"], "model.decoder"),
+    (["--decoder-heads", "7"], "model.decoder_heads"),
+    (["--preset", "huge"], "model.preset"),
+    (["--encoder", "twin"], "model.encoder"),
+])
+def test_model_info_bad_input_is_one_line_exit_2(args, named):
+    res = _model_info(*args)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in res.stderr
