@@ -44,7 +44,7 @@ def paired_augment(frames: torch.Tensor, img_size: int, augmentation: str, crop_
     if augmentation == "none":
         return normalize(resize_center(frames, img_size))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(rng.integers(2**62)))
+        torch.default_generator.manual_seed(int(rng.integers(2**62)))  # not torch.manual_seed: it also queues CUDA seeding
         top, left, h, w = T.RandomResizedCrop.get_params(frames, list(crop_scale), list(CROP_RATIO))
         jitter = T.ColorJitter.get_params(**JITTER) if augmentation == "crop_flip_color" else None
     frames = TF.resized_crop(frames, top, left, h, w, [img_size, img_size], interpolation=BICUBIC, antialias=True)
