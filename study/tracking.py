@@ -10,6 +10,7 @@ import os
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+import logging
 import re
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from study.config import state_dir as config_state_dir
 
 FLUSH_EVERY_S = 5.0  # metrics are buffered and sent in one log_batch call at most this often (and at the end)
 FINAL_METRICS_EXTRA = ("train.final_loss", "train.steps", "train.wall_s", "eval.wall_s")
+logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # one INFO line per start/stop otherwise
 _EXPERIMENT_NAME = re.compile(r"^(?P<study>.+) \[(?P<budget>[^\]]+)\]$")
 
 
@@ -76,8 +78,10 @@ def start_parent_run(experiment_id: str, tracking_uri: str, tags: dict[str, str]
 def set_run_status(run_id: str, status: str, tracking_uri: str) -> None:
     """FINISHED / FAILED / KILLED / RUNNING."""
     client = _client(tracking_uri)
-    end = None if status == "RUNNING" else int(time.time() * 1000)
-    client.update_run(run_id, status=status, end_time=end) if end else client.update_run(run_id, status=status)
+    if status == "RUNNING":
+        client.update_run(run_id, status=status)
+    else:
+        client.set_terminated(run_id, status=status)
 
 
 def run_status(run_id: str, tracking_uri: str) -> str | None:
@@ -190,8 +194,8 @@ def fetch_study_runs(study: str, budget: str | None = None, tracking_uri: str | 
             chosen, latest = exp, start
     if chosen is None:
         return []
-    runs = _search(client, chosen.experiment_id, "tags.`study.role` IN ('trial', 'baseline')")
-    return [_run_dict(client, r) for r in runs]
+    runs = _search(client, chosen.experiment_id, "tags.`study.role` != 'parent'")  # tags have no IN filter
+    return [_run_dict(client, r) for r in runs if r.data.tags.get("study.role") in ("trial", "baseline")]
 
 
 def _run_dict(client: MlflowClient, run: Any) -> dict:

@@ -68,7 +68,7 @@ def _run(spec, budget, workers, seeds, storage, tracking_uri, retry_failed, over
     from study.orchestrate.queue import reconcile
     from study.orchestrate.status import print_status
     from study.orchestrate.storage import default_storage_url, open_storage, study_lock, study_name
-    from study.orchestrate.worker import Job, make_pruner, make_sampler, worker_loop
+    from study.orchestrate.worker import Job, fn_path, make_pruner, make_sampler, worker_loop
 
     state = state_dir(configs[0][1])
     state.mkdir(parents=True, exist_ok=True)
@@ -93,6 +93,10 @@ def _run(spec, budget, workers, seeds, storage, tracking_uri, retry_failed, over
           f"{workers} worker(s); state in {state}", flush=True)
     job = Job(spec.name, budget, storage_url, uri, experiment_id, parent, str(state), seeds, overrides,
               threads=max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0)
+    if trial_fn is not None:
+        job.trial_fn = fn_path(trial_fn)
+    if baseline_fn is not None:
+        job.baseline_fn = fn_path(baseline_fn)
     try:
         if workers == 1:
             worker_loop(job, trial_fn, baseline_fn)

@@ -18,6 +18,8 @@ import socket
 from pathlib import Path
 from typing import Iterator
 
+import warnings
+
 import optuna
 from optuna.storages import RDBStorage
 from sqlalchemy import event, text
@@ -27,6 +29,7 @@ from study.errors import UserError
 HEARTBEAT_S = 10        # a worker records a heartbeat this often while it runs a trial
 GRACE_S = 60            # a RUNNING trial without a heartbeat for this long is stale (its worker died)
 SCHEMES = ("sqlite", "postgresql", "mysql")
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.9
 
 
 def study_name(study: str, budget: str) -> str:

@@ -7,6 +7,7 @@ runs in the `study run` process itself. A worker on another machine is just anot
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -40,6 +41,8 @@ class Job:
     seeds: int | None = None
     overrides: list[str] | None = None
     threads: int = 0
+    trial_fn: str = "study.trial:run_trial"                    # "module:function"; tests swap in a fake trial
+    baseline_fn: str = "study.trial:evaluate_random_init"
 
 
 class Hooks:
@@ -94,13 +97,19 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_warmup_steps=1) if spec.pruning else optuna.pruners.NopPruner()
 
 
+def resolve_fn(path: str) -> TrialFn:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def fn_path(fn: TrialFn) -> str:
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
 def worker_loop(job: Job, trial_fn: TrialFn | None = None, baseline_fn: TrialFn | None = None) -> int:
     """Run trials until the queue is empty; -> how many this worker ran. KeyboardInterrupt propagates (after the
     current trial is marked interrupted, to be resumed by the next `study run`)."""
-    if trial_fn is None or baseline_fn is None:
-        from study.trial import evaluate_random_init, run_trial
-
-        trial_fn, baseline_fn = trial_fn or run_trial, baseline_fn or evaluate_random_init
+    trial_fn, baseline_fn = trial_fn or resolve_fn(job.trial_fn), baseline_fn or resolve_fn(job.baseline_fn)
     os.environ["STUDY_STATE_DIR"] = job.state  # trial.py, data caches and this worker agree on the state folder
     if job.threads:
         import torch
