@@ -153,7 +153,6 @@ def setup_lines(spec: StudySpec, records: list[dict], frame: pl.DataFrame) -> li
             f"the generated default set ({g('data.synth_videos')} videos, {g('data.synth_frames')} frames, "
             f"{g('data.synth_size')} px)")
     trials = frame.filter(pl.col("role") == "trial")
-    counts = trials.group_by("status").len().sort("status").iter_rows()
     seeds = sorted({r["seed"] for r in records if r.get("role") == "trial" and r.get("seed") is not None})
     roots = {d: p.get(f"eval.{d}_root") or "generated" for d in spec.evaluations}
     return [
@@ -169,9 +168,14 @@ def setup_lines(spec: StudySpec, records: list[dict], frame: pl.DataFrame) -> li
         ("seeds", f"{', '.join(map(str, seeds)) or '-'} (study file: {len(spec.seeds)} per cell)"),
         ("evaluation", f"label propagation, protocol `{g('eval.protocol')}`, short side {g('eval.short_side')} px; "
                        + ", ".join(f"{d} ({src})" for d, src in roots.items())),
-        ("runs", ", ".join(f"{n} {s.lower()}" for s, n in counts) + " trial runs"
-                 + (f"; {frame.filter(pl.col('role') == 'baseline').height} random-init run(s)")),
+        ("runs", f"trials: {_count_text(trials)}"
+                 + f"; random init: {_count_text(frame.filter(pl.col('role') == 'baseline'))}"),
     ]
+
+
+def _count_text(runs: pl.DataFrame) -> str:
+    counts = runs.group_by("status").len().sort("status").iter_rows()
+    return ", ".join(f"{n} {s.lower()}" for s, n in counts) or "not evaluated"
 
 
 def _markdown_part(part: StudyPart, heading: str) -> list[str]:

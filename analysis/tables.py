@@ -133,6 +133,14 @@ def build_table(spec: StudySpec, frame: pl.DataFrame, title: str | None = None) 
         if has_delta:
             line.append(TableCell(_delta_text(baseline, default, primary)))
         reference_rows.append(line)
+    elif frame.height and (tried := frame.filter(pl.col("role") == "baseline")).height:
+        # the random-init evaluation ran but did not finish: say so rather than drop the row
+        state = "running" if tried["status"].is_in(["RUNNING", "SCHEDULED"]).any() else "failed"
+        line = [TableCell("random init")]
+        for m in metrics:
+            line += [TableCell(state)] + ([TableCell(NOT_REPORTED)] if m in with_paper else [])
+        line += [TableCell(f"0/{tried.height}")] + ([TableCell("")] if has_delta else [])
+        reference_rows.append(line)
 
     notes = _standard_notes(spec, summary, default, primary, has_delta, bool(baseline)) + notes
     return Table(title=title or spec.title, header=header, rows=rows, reference_rows=reference_rows, notes=notes)

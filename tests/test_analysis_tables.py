@@ -134,3 +134,11 @@ def test_every_paper_number_is_in_paper_md():
     for ref in references():
         for metric, value in ref["values"].items():
             assert f"{value:.1f}" in section4, (ref["name"], metric, value)
+
+
+def test_failed_random_init_is_shown_as_failed():
+    recs = [r for r in mask_ratio_records() if r["role"] == "trial"]
+    recs.append(record("mask_ratio", "random init", 0, role="baseline", status="FAILED", failure="no eval data"))
+    md = to_markdown(build_table(load_study("mask_ratio"), runs_frame(recs)))
+    assert md.splitlines()[-1] == ("| random init | failed | not reported | failed | not reported | failed | "
+                                   "not reported | 0/1 |  |")
