@@ -87,36 +87,17 @@ def params_from_config(eval_cfg, dataset: str) -> PropagationParams:
 
 
 class _ContextFrames:
-    """Context frames in fixed slots, zero-padded so that every query tile's key block is an in-bounds slice.
+    """Context frames in fixed slots: feats (S, h, w, D) L2-normalized, labels (S, h, w, C)."""
 
-    feats (S, h + pads, w + pads, D) L2-normalized, labels (S, ..., C); `valid` marks real (unpadded) positions."""
-
-    def __init__(self, slots: int, h: int, w: int, dim: int, channels: int, halfwidth: int, tile: int):
-        self.windowed = halfwidth >= 0
-        self.h, self.w = h, w
-        hp, wp = -(-h // tile) * tile, -(-w // tile) * tile      # query grid rounded up to whole tiles
-        s = max(halfwidth, 0)
-        self.pad = s
-        self.block = (tile + 2 * s, tile + 2 * s) if self.windowed else (h, w)
-        shape = (hp + 2 * s, wp + 2 * s) if self.windowed else (h, w)
-        self.feats = torch.zeros(slots, *shape, dim)
-        self.labels = torch.zeros(slots, *shape, channels)
-        self.valid = torch.zeros(shape, dtype=torch.bool)
-        self.valid[s:s + h, s:s + w] = True
-        self.filled = 0
+    def __init__(self, slots: int, h: int, w: int, dim: int, channels: int, windowed: bool):
+        self.windowed = windowed
+        self.feats = torch.zeros(slots, h, w, dim)
+        self.labels = torch.zeros(slots, h, w, channels)
 
     def put(self, slot: int, feats: torch.Tensor, labels: torch.Tensor) -> None:
         """feats (h, w, D) normalized, labels (h, w, C) into `slot`."""
-        s = self.pad
-        self.feats[slot, s:s + self.h, s:s + self.w] = feats
-        self.labels[slot, s:s + self.h, s:s + self.w] = labels
-        self.filled = max(self.filled, slot + 1)
-
-    def block_at(self, r0: int, c0: int) -> tuple[slice, slice]:
-        """The key block of the query tile whose top-left query is (r0, c0)."""
-        if not self.windowed:
-            return slice(0, self.h), slice(0, self.w)
-        return slice(r0, r0 + self.block[0]), slice(c0, c0 + self.block[1])
+        self.feats[slot] = feats
+        self.labels[slot] = labels
 
 
 class LabelPropagation:
@@ -134,70 +115,92 @@ class LabelPropagation:
         self.h, self.w, self.tile = h, w, tile
         first_feats = F.normalize(first_feats.float(), dim=-1)
         first_labels = first_labels.float().permute(1, 2, 0)                      # (h, w, C)
-        hw = p.halfwidth
-        self.queue = _ContextFrames(max(p.queue, 1), h, w, dim, channels, hw, tile)
-        if p.context == "dino":   # first frame: windowed like the queue
-            self.first = _ContextFrames(1, h, w, dim, channels, hw, tile)
-        else:                     # CRW long memory: never restricted; queue padded with copies of frame 0
-            self.first = _ContextFrames(1, h, w, dim, channels, -1, tile)
+        windowed = p.halfwidth >= 0
+        self.queue = _ContextFrames(max(p.queue, 1), h, w, dim, channels, windowed)
+        # DINO: the first frame is windowed like the queue. CRW: the long memory never is, and the queue starts
+        # as n copies of frame 0 (the video padded in front).
+        self.first = _ContextFrames(1, h, w, dim, channels, windowed and p.context == "dino")
+        self.first.put(0, first_feats, first_labels)
+        self.n_queued = 0
+        if p.context == "crw":
             for slot in range(p.queue):
                 self.queue.put(slot, first_feats, first_labels)
-        self.first.put(0, first_feats, first_labels)
-        self.n_queued = p.queue if p.context == "crw" else 0
+            self.n_queued = p.queue
         self.next_slot = 0
-        self.rel_keep = self._relative_window()
+        self.tiles = [self._tile(r0, c0) for r0 in range(0, h, tile) for c0 in range(0, w, tile)]
+        self.block_buf = torch.empty(0)
 
-    def _relative_window(self) -> torch.Tensor | None:
-        """(tile^2, block^2) bool: key (ki, kj) of a block within the window of query (qi, qj) of its tile."""
-        if self.queue.pad == 0 and not self.queue.windowed:
-            return None
-        t, (bh, bw), s = self.tile, self.queue.block, self.queue.pad
-        qi, qj = torch.meshgrid(torch.arange(t), torch.arange(t), indexing="ij")
-        ki, kj = torch.meshgrid(torch.arange(bh), torch.arange(bw), indexing="ij")
-        di = ki.reshape(1, -1) - s - qi.reshape(-1, 1)
-        dj = kj.reshape(1, -1) - s - qj.reshape(-1, 1)
-        return self.params.keeps(di, dj)
+    def _tile(self, r0: int, c0: int):
+        """A query tile, its key block (the union of its queries' windows, clipped to the frame) and which block
+        positions each query's window drops: (query rows, query cols, block rows, block cols, drop (n_q, n_b) | None)."""
+        t, s, h, w = self.tile, self.params.halfwidth, self.h, self.w
+        qr, qc = slice(r0, min(r0 + t, h)), slice(c0, min(c0 + t, w))
+        if s < 0:
+            return qr, qc, slice(0, h), slice(0, w), None
+        br = slice(max(0, r0 - s), min(h, qr.stop + s))
+        bc = slice(max(0, c0 - s), min(w, qc.stop + s))
+        qi, qj = torch.meshgrid(torch.arange(qr.start, qr.stop), torch.arange(qc.start, qc.stop), indexing="ij")
+        ki, kj = torch.meshgrid(torch.arange(br.start, br.stop), torch.arange(bc.start, bc.stop), indexing="ij")
+        keep = self.params.keeps(ki.reshape(1, -1) - qi.reshape(-1, 1), kj.reshape(1, -1) - qj.reshape(-1, 1))
+        return qr, qc, br, bc, None if bool(keep.all()) else ~keep
 
-    def _frame_topk(self, ctx: _ContextFrames, slots: int, q: torch.Tensor, r0: int, c0: int):
-        """Top-k of one store's frames for one query tile: values (tile^2, slots*k), labels (tile^2, slots*k, C)."""
-        rows, cols = ctx.block_at(r0, c0)
-        keys = ctx.feats[:slots, rows, cols].reshape(slots, -1, q.shape[-1])           # (S, B, D)
-        logits = torch.matmul(q, keys.transpose(1, 2)).div_(self.params.temperature)   # (S, tile^2, B)
-        if ctx.windowed:
-            keep = self.rel_keep & ctx.valid[rows, cols].reshape(1, -1)                  # (tile^2, B)
-            logits.masked_fill_(~keep, float("-inf"))
-        k = min(self.params.topk, logits.shape[-1])
-        vals, idx = logits.topk(k, dim=-1)                                               # (S, tile^2, k)
-        labels = ctx.labels[:slots, rows, cols].reshape(slots, -1, ctx.labels.shape[-1])  # (S, B, C)
-        picked = torch.stack([labels[s][idx[s]] for s in range(slots)])                 # (S, tile^2, k, C)
+    def _topk_in(self, ctx: _ContextFrames, slots: int, offset: int, q: torch.Tensor, tile) -> tuple:
+        """Each frame's top-k for one query tile: logits (n_q, slots*k) and their rows in the step's label table."""
+        _, _, br, bc, drop = tile
+        if not ctx.windowed:
+            br, bc, drop = slice(0, self.h), slice(0, self.w), None
+        nr, nc = br.stop - br.start, bc.stop - bc.start
+        if nr == self.h and nc == self.w:
+            keys = ctx.feats[:slots].view(slots, nr * nc, -1)                    # whole frames: a view, no copy
+        else:   # the key block, copied into a reused buffer (fresh 70 MB buffers per tile cost page faults)
+            need = slots * nr * nc * ctx.feats.shape[-1]
+            if self.block_buf.numel() < need:
+                self.block_buf = torch.empty(need)
+            keys = self.block_buf[:need].view(slots, nr, nc, -1)
+            keys.copy_(ctx.feats[:slots, br, bc])
+            keys = keys.view(slots, nr * nc, -1)                                 # (S, B, D)
+        logits = torch.matmul(q, keys.transpose(1, 2))                           # (S, n_q, B): cos / temperature
+        if drop is not None:
+            logits.masked_fill_(drop, float("-inf"))
+        vals, idx = logits.topk(min(self.params.topk, nr * nc), dim=-1)          # (S, n_q, k)
+        # block position -> row in the label table (frames laid out one after the other, h*w rows each)
+        rows = (idx // nc + br.start) * self.w + idx % nc + bc.start
+        rows += offset + torch.arange(slots).view(-1, 1, 1) * (self.h * self.w)
         n = q.shape[0]
-        return vals.permute(1, 0, 2).reshape(n, -1), picked.permute(1, 0, 2, 3).reshape(n, slots * k, -1)
+        return vals.permute(1, 0, 2).reshape(n, -1), rows.permute(1, 0, 2).reshape(n, -1)
 
     @torch.no_grad()
     def step(self, feats: torch.Tensor) -> torch.Tensor:
         """Soft labels (C, h, w) of the next frame from its features (h, w, D); the frame then joins the queue."""
-        p, t = self.params, self.tile
+        p, hw = self.params, self.h * self.w
         feats = F.normalize(feats.float(), dim=-1)
-        hp, wp = -(-self.h // t) * t, -(-self.w // t) * t
-        padded = F.pad(feats, (0, 0, 0, wp - self.w, 0, hp - self.h))                   # (hp, wp, D)
-        out = torch.empty(hp, wp, self.queue.labels.shape[-1])
-        for r0 in range(0, hp, t):
-            for c0 in range(0, wp, t):
-                q = padded[r0:r0 + t, c0:c0 + t].reshape(t * t, -1)                     # (tile^2, D)
-                vals, labels = self._frame_topk(self.first, 1, q, r0, c0)
-                if self.n_queued:
-                    v2, l2 = self._frame_topk(self.queue, self.n_queued, q, r0, c0)
-                    vals, labels = torch.cat([vals, v2], 1), torch.cat([labels, l2], 1)
-                top, idx = vals.topk(min(p.topk, vals.shape[1]), dim=1)                  # (tile^2, k)
-                weights = torch.softmax(top, dim=1)
-                chosen = labels.gather(1, idx[..., None].expand(-1, -1, labels.shape[-1]))  # (tile^2, k, C)
-                out[r0:r0 + t, c0:c0 + t] = (weights[..., None] * chosen).sum(1).reshape(t, t, -1)
-        pred = out[:self.h, :self.w]                                                     # (h, w, C)
-        if p.queue > 0:
-            self.queue.put(self.next_slot, feats, pred)
-            self.next_slot = (self.next_slot + 1) % p.queue
-            self.n_queued = min(self.n_queued + 1, p.queue)
-        return pred.permute(2, 0, 1).contiguous()
+        scaled = feats / p.temperature                          # folding 1/T into the queries: one tiny multiply
+        channels = self.queue.labels.shape[-1]
+        table = torch.cat([self.first.labels.view(hw, channels),
+                           self.queue.labels[:self.n_queued].view(-1, channels)])  # (rows, C)
+        out = torch.empty(self.h, self.w, channels)
+        for tile in self.tiles:
+            qr, qc = tile[0], tile[1]
+            q = scaled[qr, qc].reshape(-1, feats.shape[-1])                             # (n_q, D)
+            vals, rows = self._topk_in(self.first, 1, 0, q, tile)
+            if self.n_queued:
+                v2, r2 = self._topk_in(self.queue, self.n_queued, hw, q, tile)
+                vals, rows = torch.cat([vals, v2], 1), torch.cat([rows, r2], 1)
+            top, pick = vals.topk(min(p.topk, vals.shape[1]), dim=1)                    # jointly: (n_q, k)
+            weights = torch.softmax(top, dim=1)
+            chosen = table[rows.gather(1, pick)]                                        # (n_q, k, C)
+            out[qr, qc] = (weights[..., None] * chosen).sum(1).view(qr.stop - qr.start, qc.stop - qc.start, -1)
+        pred = out.permute(2, 0, 1).contiguous()                                        # (C, h, w)
+        self.push_context(feats, pred)
+        return pred
+
+    def push_context(self, feats: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add a frame (feats (h, w, D), soft labels (C, h, w)) to the queue, dropping the oldest when full."""
+        if self.params.queue == 0:
+            return
+        self.queue.put(self.next_slot, F.normalize(feats.float(), dim=-1), labels.float().permute(1, 2, 0))
+        self.next_slot = (self.next_slot + 1) % self.params.queue
+        self.n_queued = min(self.n_queued + 1, self.params.queue)
 
 
 def propagate_video(features: torch.Tensor, first_labels: torch.Tensor, params: PropagationParams,

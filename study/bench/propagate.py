@@ -1,0 +1,168 @@
+"""`study bench propagate` and `study bench davis-metrics`.
+
+`DensePropagation` is the reference: the affinity of every query with every context position, (h*w) x (n*h*w), masked
+by the neighbourhood, as DINO's and CRW's scripts compute it. It exists to check the windowed engine (tests compare
+both with the golden fixtures) and to measure what windowing buys; evaluation never uses it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import psutil
+import torch
+import torch.nn.functional as F
+
+from study.evaluate.propagate import LabelPropagation, PropagationParams, preset
+
+
+class DensePropagation:
+    """Same API and results as `LabelPropagation`, computed with the dense affinity of the reference scripts."""
+
+    def __init__(self, params: PropagationParams, first_feats: torch.Tensor, first_labels: torch.Tensor):
+        self.params = params
+        h, w, _ = first_feats.shape
+        self.h, self.w = h, w
+        first = (F.normalize(first_feats.float(), dim=-1).reshape(h * w, -1), first_labels.float().reshape(-1, h * w).T)
+        self.first = first
+        self.queue = [first] * params.queue if params.context == "crw" else []   # CRW pads with copies of frame 0
+        ii, jj = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        di = ii.reshape(-1, 1) - ii.reshape(1, -1)                                   # (hw query, hw key)
+        dj = jj.reshape(-1, 1) - jj.reshape(1, -1)
+        self.keep = params.keeps(di, dj)                                             # (hw, hw) bool
+
+    def push_context(self, feats: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.params.queue == 0:
+            return
+        self.queue.append((F.normalize(feats.float(), dim=-1).reshape(self.h * self.w, -1),
+                           labels.float().reshape(-1, self.h * self.w).T))
+        self.queue = self.queue[-self.params.queue:]
+
+    @torch.no_grad()
+    def step(self, feats: torch.Tensor) -> torch.Tensor:
+        p = self.params
+        q = F.normalize(feats.float(), dim=-1).reshape(self.h * self.w, -1)          # (hw, D)
+        context = [self.first] + self.queue
+        keys = torch.stack([k for k, _ in context])                                  # (n, hw, D)
+        labels = torch.cat([lab for _, lab in context])                              # (n*hw, C)
+        logits = torch.matmul(q, keys.transpose(1, 2)).div_(p.temperature)           # (n, hw, n*hw) dense
+        restricted = slice(1, None) if p.context == "crw" else slice(None)           # CRW: long memory unmasked
+        logits[restricted].masked_fill_(~self.keep, float("-inf"))
+        vals, idx = logits.topk(p.topk, dim=-1)                                      # (n, hw, k) per frame ...
+        idx += (torch.arange(len(context)) * self.h * self.w)[:, None, None]
+        vals, idx = vals.permute(1, 0, 2).flatten(1), idx.permute(1, 0, 2).flatten(1)
+        top, pick = vals.topk(p.topk, dim=1)                                         # ... then jointly
+        weights = torch.softmax(top, dim=1)                                          # (hw, k)
+        pred = (weights[..., None] * labels[idx.gather(1, pick)]).sum(1)             # (hw, C)
+        pred = pred.T.reshape(-1, self.h, self.w).contiguous()
+        self.push_context(feats, pred)
+        return pred
+
+
+class PeakRSS:
+    """Peak resident memory above the level at entry, sampled every 2 ms (torch's CPU allocator has no peak counter)."""
+
+    def __enter__(self):
+        self.proc = psutil.Process()
+        self.base = self.peak = self.proc.memory_info().rss
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    @property
+    def gib(self) -> float:
+        return (self.peak - self.base) / 2**30
+
+
+def _run(engine_cls, params, context, targets) -> tuple[list[torch.Tensor], float, float]:
+    """Fill the context queue, then time `targets` steps: (outputs, frames/s, peak GiB above the start)."""
+    (f0, l0), queue = context[0], context[1:]
+    with PeakRSS() as mem:
+        prop = engine_cls(params, f0, l0)
+        for f, lab in queue:
+            prop.push_context(f, lab)
+        start = time.perf_counter()
+        outs = [prop.step(f) for f in targets]
+        elapsed = time.perf_counter() - start
+    return outs, len(targets) / elapsed, mem.gib
+
+
+def _random_video(h: int, w: int, n: int, dim: int = 384, channels: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    feats = [torch.randn(h, w, dim, generator=g) for _ in range(n)]
+    labels = [torch.softmax(3 * torch.randn(channels, h, w, generator=g), 0) for _ in range(n)]
+    return feats, labels
+
+
+def bench_propagate(frames: int = 6) -> None:
+    """Windowed vs dense at 480p (832x480) grids of ViT-S/16 and ViT-S/8, queue 20, window 20, top-k 7."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    torch.manual_seed(0)
+    params = preset("paper", "davis")
+    table = Table(title=f"label propagation, {frames} target frames after a full context (queue {params.queue}, "
+                        f"window {params.neighborhood:g}, top-k {params.topk}), {torch.get_num_threads()} threads")
+    for col in ("grid", "engine", "frames/s", "peak GiB", "speed-up", "max |diff|"):
+        table.add_column(col, justify="right")
+    for name, (h, w) in (("ViT-S/16", (30, 52)), ("ViT-S/8", (60, 104))):
+        feats, labels = _random_video(h, w, params.queue + 1 + frames)
+        context = list(zip(feats[:params.queue + 1], labels[:params.queue + 1]))
+        targets = feats[params.queue + 1:]
+        win, win_fps, win_mem = _run(LabelPropagation, params, context, targets)
+        ref, ref_fps, ref_mem = _run(DensePropagation, params, context, targets)
+        diff = max(float((a - b).abs().max()) for a, b in zip(win, ref))
+        assert diff < 1e-5, f"windowed and dense propagation disagree by {diff}"
+        table.add_row(f"{name} {h}x{w}", "windowed", f"{win_fps:.2f}", f"{win_mem:.2f}", f"{win_fps / ref_fps:.1f}x",
+                      f"{diff:.1e}")
+        table.add_row("", "dense", f"{ref_fps:.2f}", f"{ref_mem:.2f}", "1.0x", "")
+    console.print(table)
+
+    grow = Table(title="windowed, ViT-S/8 grid: peak memory above the stored context as the queue grows")
+    for col in ("queue", "frames/s", "peak GiB (incl. context store)", "context store GiB"):
+        grow.add_column(col, justify="right")
+    for queue in (5, 10, 20):
+        p = PropagationParams("dino", queue=queue, neighborhood=20, topk=7, temperature=0.1)
+        feats, labels = _random_video(60, 104, queue + 1 + 2, seed=1)
+        context = list(zip(feats[:queue + 1], labels[:queue + 1]))
+        _, fps, mem = _run(LabelPropagation, p, context, feats[queue + 1:])
+        # padded (60 -> 64 + 40, 104 + 40) x (384 + 5) floats per slot
+        store = (queue + 1) * (64 + 40) * (104 + 40) * (384 + 5) * 4 / 2**30
+        grow.add_row(str(queue), f"{fps:.2f}", f"{mem:.2f}", f"{store:.2f}")
+    console.print(grow)
+
+
+def bench_davis_metrics(frames: int = 50) -> None:
+    """Frames/s of J and F scoring at 854x480 with 3 objects (first and last frames excluded, as in scoring)."""
+    from rich.console import Console
+
+    from study.evaluate.davis_metrics import score_sequence
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:480, :854]
+    gt = np.zeros((frames + 2, 480, 854), np.uint8)
+    pred = np.zeros_like(gt)
+    for t in range(frames + 2):
+        for obj, (cy, cx, r) in enumerate([(200, 300, 90), (260, 560, 120), (120, 700, 60)], start=1):
+            gt[t][(yy - cy - t) ** 2 + (xx - cx - 2 * t) ** 2 < r * r] = obj
+            jitter = rng.integers(-6, 7, 2)
+            pred[t][(yy - cy - t - jitter[0]) ** 2 + (xx - cx - 2 * t - jitter[1]) ** 2 < (r - 4) ** 2] = obj
+    start = time.perf_counter()
+    j, f = score_sequence(gt, pred)
+    elapsed = time.perf_counter() - start
+    Console().print(f"DAVIS J&F scoring at 854x480, 3 objects: {frames / elapsed:.1f} frames/s "
+                    f"({frames} frames in {elapsed:.2f} s; J-Mean {j.mean():.3f}, F-Mean {f.mean():.3f})")
