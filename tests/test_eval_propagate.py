@@ -1,0 +1,123 @@
+"""Label propagation: golden outputs of DINO's and CRW's loops, windowed == dense, behaviour on hand-made features."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from study.bench.propagate import DensePropagation
+from study.config import EvalConfig
+from study.evaluate.propagate import LabelPropagation, PropagationParams, params_from_config, propagate_video, preset
+
+FIX = Path("/work/shared/fixtures")
+
+
+def load(name):
+    d = FIX / name
+    return (torch.from_numpy(np.load(d / "features.npy")), torch.from_numpy(np.load(d / "first_labels.npy")),
+            json.loads((d / "params.json").read_text()))
+
+
+def run(engine, feats, labels, params):
+    prop = engine(params, feats[0], labels)
+    return np.stack([labels.numpy()] + [prop.step(f).numpy() for f in feats[1:]])
+
+
+@pytest.mark.parametrize("engine", [LabelPropagation, DensePropagation])
+def test_golden_dino(engine):
+    feats, labels, p = load("propagation-dino")
+    params = PropagationParams("dino", queue=p["n_last_frames"], neighborhood=p["size_mask_neighborhood"],
+                               topk=p["topk"], temperature=p["temperature"])
+    expected = np.load(FIX / "propagation-dino/expected_soft_labels.npy")
+    np.testing.assert_allclose(run(engine, feats, labels, params), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("engine", [LabelPropagation, DensePropagation])
+@pytest.mark.parametrize("radius,file", [(3.0, "expected_soft_labels.npy"), (3.5, "expected_soft_labels_radius3.5.npy")])
+def test_golden_crw(engine, radius, file):
+    feats, labels, p = load("propagation-crw")
+    params = PropagationParams("crw", queue=p["videoLen"], neighborhood=radius, topk=p["topk"],
+                               temperature=p["temperature"])
+    out = run(engine, feats, labels, params)
+    np.testing.assert_allclose(out, np.load(FIX / "propagation-crw" / file), atol=1e-5, rtol=0)
+    assert (out[0] == labels.numpy()).all()
+
+
+@pytest.mark.parametrize("params", [PropagationParams("dino", 3, 2, 4, 0.1), PropagationParams("crw", 3, 2.5, 6, 0.07),
+                                    PropagationParams("dino", 2, 0, 3, 0.1)])
+@pytest.mark.parametrize("tile", [3, 8])
+def test_windowed_equals_dense(params, tile):
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(5, 11, 13, 16, generator=g)
+    labels = torch.softmax(torch.randn(3, 11, 13, generator=g), 0)
+    win = propagate_video(feats, labels, params, tile=tile).numpy()
+    np.testing.assert_allclose(win, run(DensePropagation, feats, labels, params), atol=1e-6, rtol=0)
+
+
+def test_oracle_features_reproduce_moving_objects():
+    """Features = a code per object plus a position code: propagation follows two squares moving 1 cell per frame."""
+    from study.evaluate.davis_metrics import boundary_f, region_iou
+
+    h, w, T = 24, 32, 12
+    ids = np.zeros((T, h, w), np.int64)
+    for t in range(T):
+        ids[t, 4:10, 3 + t:9 + t] = 1
+        ids[t, 14:20, 25 - t:30 - t] = 2
+    codes = torch.eye(3) * 4
+    ii, jj = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    pos = torch.stack([torch.sin(ii / 3), torch.cos(ii / 3), torch.sin(jj / 3), torch.cos(jj / 3)], -1) * 0.3
+    feats = torch.cat([codes[torch.from_numpy(ids)], pos.expand(T, h, w, 4)], -1)
+    first = torch.nn.functional.one_hot(torch.from_numpy(ids[0]), 3).permute(2, 0, 1).float()
+    pred = propagate_video(feats, first, preset("paper", "davis")).argmax(1).numpy()
+    scores = [(region_iou(ids[t] == k, pred[t] == k) + boundary_f(ids[t] == k, pred[t] == k, bound_th=1)) / 2
+              for t in range(1, T) for k in (1, 2)]
+    assert np.mean(scores) >= 0.99
+
+
+def test_neighbourhood_ignores_a_distant_perfect_match():
+    h, w, D = 9, 20, 8
+    g = torch.Generator().manual_seed(1)
+    base = torch.nn.functional.normalize(torch.randn(h, w, D, generator=g), dim=-1)
+    target = base.clone()
+    first = base.clone()
+    first[4, 2] = 0.8 * base[4, 2] + 0.2 * torch.randn(D, generator=g)   # near copy of the query, nearby
+    first[4, 17] = target[4, 2]                                        # perfect match, 15 columns away
+    labels = torch.zeros(2, h, w)
+    labels[0] = 1
+    labels[:, 4, 17] = torch.tensor([0.0, 1.0])                         # only the far match carries label 1
+    near = PropagationParams("dino", queue=0, neighborhood=3, topk=1, temperature=0.1)
+    assert LabelPropagation(near, first, labels).step(target)[1, 4, 2] == 0
+    unrestricted = PropagationParams("dino", queue=0, neighborhood=0, topk=1, temperature=0.1)
+    assert LabelPropagation(unrestricted, first, labels).step(target)[1, 4, 2] == 1
+
+
+def test_topk_one_copies_the_nearest_neighbours_label():
+    g = torch.Generator().manual_seed(2)
+    feats = torch.randn(2, 7, 9, 12, generator=g)
+    labels = torch.softmax(torch.randn(4, 7, 9, generator=g), 0)
+    params = PropagationParams("dino", queue=1, neighborhood=2, topk=1, temperature=0.1)
+    out = LabelPropagation(params, feats[0], labels).step(feats[1])
+    f0 = torch.nn.functional.normalize(feats[0], dim=-1)
+    f1 = torch.nn.functional.normalize(feats[1], dim=-1)
+    for i in range(7):
+        for j in range(9):
+            best, arg = -2.0, None
+            for a in range(max(0, i - 2), min(7, i + 3)):
+                for b in range(max(0, j - 2), min(9, j + 3)):
+                    c = float(f1[i, j] @ f0[a, b])
+                    if c > best:
+                        best, arg = c, (a, b)
+            assert torch.equal(out[:, i, j], labels[:, arg[0], arg[1]])
+
+
+def test_presets_and_overrides():
+    assert preset("paper", "vip") == PropagationParams("dino", queue=20, neighborhood=8, topk=10, temperature=0.1)
+    assert preset("crw").context == "crw" and preset("crw").halfwidth == 11    # dist < 12
+    cfg = EvalConfig(protocol="dino", topk=3, queue=-1, neighborhood=-1.0, temperature=0.0)
+    p = params_from_config(cfg, "davis")
+    assert (p.topk, p.queue, p.neighborhood, p.temperature) == (3, 7, 12, 0.1)
+    cfg = EvalConfig(protocol="paper", queue=0, neighborhood=5.0, temperature=0.05)
+    p = params_from_config(cfg, "jhmdb")
+    assert (p.topk, p.queue, p.neighborhood, p.temperature) == (7, 0, 5.0, 0.05)
