@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from study.config import state_dir as config_state_dir
 
-FLUSH_EVERY_S = 5.0  # metrics are buffered and sent in one log_batch call at most this often (and at the end)
+FLUSH_EVERY_S = 15.0  # metrics are buffered and sent in one log_batch call at most this often (and at the end)
 FINAL_METRICS_EXTRA = ("train.final_loss", "train.steps", "train.wall_s", "eval.wall_s")
 logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # one INFO line per start/stop otherwise
 _EXPERIMENT_NAME = re.compile(r"^(?P<study>.+) \[(?P<budget>[^\]]+)\]$")
