@@ -40,7 +40,7 @@ def model_info(preset: str = "small", patch: int = 16, img: int = 224, encoder: 
 
 
 @bench_app.command("model")
-def bench_model(batch: int = 8, steps: int = 5, preset: str = "small", patch: int = 16, img: int = 224,
+def bench_model(batch: int = 8, steps: int = 3, preset: str = "small", patch: int = 16, img: int = 224,
                 decoder: str = "cross-self") -> None:
     """Matmul peaks (fp32, bf16) and forward+backward pairs/s and FLOP/s of a model, fp32 vs bf16 autocast."""
     from study.bench.model import bench_model as run
