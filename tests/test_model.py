@@ -181,3 +181,10 @@ def test_model_info_bad_input_is_one_line_exit_2(args, named):
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0] and "Traceback" not in res.stderr
+
+
+def test_build_model_refuses_a_ratio_that_masks_nothing():
+    from study.errors import UserError
+
+    with pytest.raises(UserError, match="model.mask_ratio = 0.0 masks none"):
+        build_model(ModelConfig(preset="micro", patch_size=8, img_size=32, mask_ratio=0.0))
