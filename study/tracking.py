@@ -20,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from study.config import state_dir as config_state_dir
 
-FLUSH_EVERY_S = 15.0  # metrics are buffered and sent in one log_batch call at most this often (and at the end)
+FLUSH_EVERY_S = 10.0  # metrics are buffered and sent in one log_batch call at most this often (and at the end)
 FINAL_METRICS_EXTRA = ("train.final_loss", "train.steps", "train.wall_s", "eval.wall_s")
-logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # one INFO line per start/stop otherwise
+for _noisy in ("mlflow.system_metrics", "mlflow.store.db.utils", "alembic"):  # INFO lines per run / new store otherwise
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 _EXPERIMENT_NAME = re.compile(r"^(?P<study>.+) \[(?P<budget>[^\]]+)\]$")
 
 
@@ -84,11 +85,16 @@ def set_run_status(run_id: str, status: str, tracking_uri: str) -> None:
         client.set_terminated(run_id, status=status)
 
 
-def run_status(run_id: str, tracking_uri: str) -> str | None:
+def _get_run(client: MlflowClient, run_id: str):
     try:
-        return _client(tracking_uri).get_run(run_id).info.status
+        return client.get_run(run_id)
     except MlflowException:
         return None
+
+
+def run_status(run_id: str, tracking_uri: str) -> str | None:
+    run = _get_run(_client(tracking_uri), run_id)
+    return run.info.status if run is not None else None
 
 
 class TrialRun:
@@ -105,17 +111,19 @@ class TrialRun:
         if system_metrics:  # psutil CPU/RAM, and GPU through nvidia-ml-py when installed (MLflow's own monitor)
             mlflow.set_system_metrics_sampling_interval(5)
             mlflow.set_system_metrics_samples_before_logging(1)
-        if run_id is not None and run_status(run_id, tracking_uri) is not None:
+        previous = _get_run(self.client, run_id) if run_id is not None else None
+        if previous is not None:  # resumed: the same run again; params already there are not sent twice
             self.run = mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
-        else:
+            fresh = [Param(k, _param_str(v)) for k, v in params.items() if k not in previous.data.params]
+            first_tags = [RunTag(k, str(v)) for k, v in tags.items()]
+        else:  # new: the tags go with the run's creation
             self.run = mlflow.start_run(experiment_id=experiment_id, run_name=tags.get("study.cell"),
                                         parent_run_id=parent_run_id, tags=tags, log_system_metrics=system_metrics)
+            fresh = [Param(k, _param_str(v)) for k, v in params.items()]
+            first_tags = []
         self.run_id = self.run.info.run_id
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-        logged = self.client.get_run(self.run_id).data.params
-        fresh = [Param(k, _param_str(v)) for k, v in params.items() if k not in logged]
-        for i in range(0, len(fresh), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(self.run_id, params=fresh[i:i + 100])
+        for i in range(0, max(len(fresh), len(first_tags)), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(self.run_id, params=fresh[i:i + 100], tags=first_tags if i == 0 else [])
         self.tracking_seconds += time.perf_counter() - t0
 
     @property
@@ -196,6 +204,11 @@ def fetch_study_runs(study: str, budget: str | None = None, tracking_uri: str | 
         return []
     runs = _search(client, chosen.experiment_id, "tags.`study.role` != 'parent'")  # tags have no IN filter
     return [_run_dict(client, r) for r in runs if r.data.tags.get("study.role") in ("trial", "baseline")]
+
+
+def metric_history(run_id: str, key: str, tracking_uri: str) -> list[tuple[int, float]]:
+    """(step, value) of one metric of one run, by step."""
+    return sorted((m.step, m.value) for m in _client(tracking_uri).get_metric_history(run_id, key))
 
 
 def _run_dict(client: MlflowClient, run: Any) -> dict:

@@ -23,6 +23,16 @@ seeds = 2
 """
 
 
+TWO_CELLS = """title = "two cells"
+question = "a real smoke study: two mask ratios, one seed"
+seeds = 1
+[axes]
+"model.mask_ratio" = [0.75, 0.9]
+[default]
+"model.mask_ratio" = 0.9
+"""
+
+
 def make_experiments(tmp: Path, studies: dict[str, str] | None = None) -> Path:
     exp = tmp / "experiments"
     (exp / "studies").mkdir(parents=True)
@@ -73,6 +83,12 @@ def fake_baseline(cfg, out_dir: Path, hooks) -> dict[str, float]:
 def run_fake(tmp: Path, *args: str, timeout: float = 240, **env: str) -> subprocess.CompletedProcess:
     """`study run` with the fake trial, in a subprocess (as a user would, so several workers are real processes)."""
     return subprocess.run([sys.executable, "-m", "tests.orchestrate_helpers", *args], cwd=REPO, env=env_for(tmp, **env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def study_cli(tmp: Path, *args: str, timeout: float = 400, **env: str) -> subprocess.CompletedProcess:
+    """The real `study` CLI in a subprocess, its state and experiments under tmp."""
+    return subprocess.run([sys.executable, "-m", "study.cli", *args], cwd=REPO, env=env_for(tmp, **env),
                           capture_output=True, text=True, timeout=timeout)
 
 

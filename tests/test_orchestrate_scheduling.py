@@ -1,19 +1,14 @@
-"""Scheduling for real: Optuna queue + MLflow runs, with a fake trial (fast, checkpoints and resumes like run_trial)."""
+"""Scheduling for real: Optuna queue + MLflow runs, with a fake trial (fast, checkpoints and resumes like run_trial).
+kill -9 and resume are tested with the real trial in test_orchestrate_e2e.py."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.orchestrate_helpers import REPO, calls, env_for, make_experiments, run_fake
+from tests.orchestrate_helpers import calls, make_experiments, run_fake
 
 
 def _runs(tmp: Path) -> list[dict]:
@@ -51,49 +46,6 @@ def test_four_workers_run_every_cell_exactly_once_and_track_it(tmp_path):
     assert one["loss_history"] == [(1, 1.0), (2, 0.5), (3, 1 / 3), (4, 0.25)]
     assert (Path(one["artifact_dir"]) / "config.toml").is_file()
     assert _mlflow_roles(tmp_path)[("parent", "FINISHED")] == 1
-
-
-def _parent_links(tmp: Path) -> set[str]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp / 'state' / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("tiny [smoke]")
-    runs = client.search_runs([exp.experiment_id])
-    parents = {r.info.run_id for r in runs if r.data.tags.get("study.role") == "parent"}
-    children = {r.data.tags.get("mlflow.parentRunId") for r in runs if r.data.tags.get("study.role") != "parent"}
-    assert len(parents) == 1 and children == parents
-    return parents
-
-
-@pytest.mark.slow
-def test_kill9_mid_trial_then_run_again_resumes_from_checkpoint(tmp_path):
-    make_experiments(tmp_path)
-    state = tmp_path / "state"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.orchestrate_helpers", "tiny"], cwd=REPO,
-                            env=env_for(tmp_path, FAKE_STEPS="6", FAKE_STEP_S="1.0"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # kill once a trial (not the baseline) has checkpointed step 2 or more
-        steps = [json.loads(p.read_text())["step"] for p in state.glob("runs/*/*/ckpt.json")]
-        if any(s >= 2 for s in steps):
-            break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = max(json.loads(p.read_text())["step"] for p in state.glob("runs/*/*/ckpt.json"))
-    assert killed_at < 6
-    r = run_fake(tmp_path, "tiny", FAKE_STEPS="6", FAKE_STEP_S="0.01")
-    assert r.returncode == 0, r.stderr
-    assert "1 to resume" in r.stdout
-    resumed = [c for c in calls(tmp_path) if c["start"] > 0]
-    assert len(resumed) == 1 and resumed[0]["start"] >= 2
-    runs = _runs(tmp_path)
-    again = next(r for r in runs if (float(r["cell"]), r["seed"]) == (resumed[0]["mask_ratio"], resumed[0]["seed"]))
-    assert again["metrics"]["train.resumed_from"] == resumed[0]["start"]
-    cells = Counter((r["cell"], r["seed"]) for r in runs)
-    assert len(cells) == 7 and set(cells.values()) == {1}  # one MLflow run per cell: the resumed one reused its run
-    assert all(r["status"] == "FINISHED" for r in runs)
-    _parent_links(tmp_path)
 
 
 @pytest.mark.slow
