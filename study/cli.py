@@ -140,6 +140,14 @@ def bench_davis_metrics(frames: int = 50) -> None:
     run(frames=frames)
 
 
+@bench_app.command("tracking")
+def bench_tracking(system_metrics: bool = True, epochs: Optional[float] = None) -> None:
+    """MLflow's share of one real smoke trial's wall time (target < 2%)."""
+    from study.bench.tracking import bench_tracking as run
+
+    run(system_metrics=system_metrics, epochs=epochs)
+
+
 # ---------------------------------------------------------------- studies
 @app.command("list")
 def list_studies() -> None:
