@@ -127,70 +127,87 @@ class LabelPropagation:
                 self.queue.put(slot, first_feats, first_labels)
             self.n_queued = p.queue
         self.next_slot = 0
-        self.tiles = [self._tile(r0, c0) for r0 in range(0, h, tile) for c0 in range(0, w, tile)]
-        self.block_buf = torch.empty(0)
+        self.band_buf = torch.empty(0)
+        self.windowed_columns = self._columns(p.halfwidth) if windowed else None
+        self.whole_frame_columns = self._columns(-1)
 
-    def _tile(self, r0: int, c0: int):
-        """A query tile, its key block (the union of its queries' windows, clipped to the frame) and which block
-        positions each query's window drops: (query rows, query cols, block rows, block cols, drop (n_q, n_b) | None)."""
-        t, s, h, w = self.tile, self.params.halfwidth, self.h, self.w
-        qr, qc = slice(r0, min(r0 + t, h)), slice(c0, min(c0 + t, w))
-        if s < 0:
-            return qr, qc, slice(0, h), slice(0, w), None
-        br = slice(max(0, r0 - s), min(h, qr.stop + s))
-        bc = slice(max(0, c0 - s), min(w, qc.stop + s))
-        qi, qj = torch.meshgrid(torch.arange(qr.start, qr.stop), torch.arange(qc.start, qc.stop), indexing="ij")
-        ki, kj = torch.meshgrid(torch.arange(br.start, br.stop), torch.arange(bc.start, bc.stop), indexing="ij")
-        keep = self.params.keeps(ki.reshape(1, -1) - qi.reshape(-1, 1), kj.reshape(1, -1) - qj.reshape(-1, 1))
-        return qr, qc, br, bc, None if bool(keep.all()) else ~keep
+    def _columns(self, s: int) -> list:
+        """Query tiles grouped by tile column: [(query cols, key cols, [(query rows, key rows, key_pos, drop)])].
 
-    def _topk_in(self, ctx: _ContextFrames, slots: int, offset: int, q: torch.Tensor, tile) -> tuple:
-        """Each frame's top-k for one query tile: logits (n_q, slots*k) and their rows in the step's label table."""
-        _, _, br, bc, drop = tile
-        if not ctx.windowed:
-            br, bc, drop = slice(0, self.h), slice(0, self.w), None
-        nr, nc = br.stop - br.start, bc.stop - bc.start
-        if nr == self.h and nc == self.w:
-            keys = ctx.feats[:slots].view(slots, nr * nc, -1)                    # whole frames: a view, no copy
-        else:   # the key block, copied into a reused buffer (fresh 70 MB buffers per tile cost page faults)
-            need = slots * nr * nc * ctx.feats.shape[-1]
-            if self.block_buf.numel() < need:
-                self.block_buf = torch.empty(need)
-            keys = self.block_buf[:need].view(slots, nr, nc, -1)
-            keys.copy_(ctx.feats[:slots, br, bc])
-            keys = keys.view(slots, nr * nc, -1)                                 # (S, B, D)
-        logits = torch.matmul(q, keys.transpose(1, 2))                           # (S, n_q, B): cos / temperature
-        if drop is not None:
-            logits.masked_fill_(drop, float("-inf"))
-        vals, idx = logits.topk(min(self.params.topk, nr * nc), dim=-1)          # (S, n_q, k)
-        # block position -> row in the label table (frames laid out one after the other, h*w rows each)
-        rows = (idx // nc + br.start) * self.w + idx % nc + bc.start
-        rows += offset + torch.arange(slots).view(-1, 1, 1) * (self.h * self.w)
-        n = q.shape[0]
-        return vals.permute(1, 0, 2).reshape(n, -1), rows.permute(1, 0, 2).reshape(n, -1)
+        A tile's keys are the block (key rows x key cols) around it, the union of its queries' windows clipped to
+        the frame (s < 0: the whole frame). key_pos (B,): each block position's index in the flattened frame;
+        drop (n_q, B): positions outside a query's own window, or None when every query keeps the whole block."""
+        t, h, w = self.tile, self.h, self.w
+        columns = []
+        for c0 in range(0, w, t):
+            qc = slice(c0, min(c0 + t, w))
+            bc = slice(max(0, c0 - s), min(w, qc.stop + s)) if s >= 0 else slice(0, w)
+            tiles = []
+            for r0 in range(0, h, t):
+                qr = slice(r0, min(r0 + t, h))
+                br = slice(max(0, r0 - s), min(h, qr.stop + s)) if s >= 0 else slice(0, h)
+                ki, kj = torch.meshgrid(torch.arange(br.start, br.stop), torch.arange(bc.start, bc.stop), indexing="ij")
+                qi, qj = torch.meshgrid(torch.arange(qr.start, qr.stop), torch.arange(qc.start, qc.stop), indexing="ij")
+                keep = self.params.keeps(ki.reshape(1, -1) - qi.reshape(-1, 1), kj.reshape(1, -1) - qj.reshape(-1, 1))
+                drop = None if s < 0 or bool(keep.all()) else ~keep
+                tiles.append((qr, br, (ki * w + kj).reshape(-1), drop))
+            columns.append((qc, bc, tiles))
+        return columns
+
+    def _key_band(self, ctx: _ContextFrames, slots: int, bc: slice) -> torch.Tensor:
+        """Context features of key columns bc, (S, h, nc, D) contiguous, so that every tile's key block in this
+        column is a view (S, nr*nc, D). One copy per tile column instead of one per tile: the blocks of a column
+        overlap, and a copy per tile moved ~5x more memory than the matmuls read."""
+        if bc.stop - bc.start == self.w:
+            return ctx.feats[:slots]                                             # whole rows: a view, no copy
+        nc, dim = bc.stop - bc.start, ctx.feats.shape[-1]
+        need = slots * self.h * nc * dim
+        if self.band_buf.numel() < need:   # reused: fresh ~90 MB buffers per column cost page faults
+            self.band_buf = torch.empty(need)
+        band = self.band_buf[:need].view(slots, self.h, nc, dim)
+        band.copy_(ctx.feats[:slots, :, bc])
+        return band
+
+    def _topk_in(self, ctx: _ContextFrames, slots: int, offset: int, q_all: torch.Tensor,
+                 vals_out: torch.Tensor, rows_out: torch.Tensor) -> None:
+        """Each context frame's top-k for every query: logits into vals_out (h, w, S, k), their rows in the step's
+        label table into rows_out (h, w, S, k)."""
+        k, dim = vals_out.shape[-1], q_all.shape[-1]
+        frame_rows = offset + torch.arange(slots).view(-1, 1, 1) * (self.h * self.w)      # (S, 1, 1)
+        for qc, bc, tiles in self.windowed_columns if ctx.windowed else self.whole_frame_columns:
+            band = self._key_band(ctx, slots, bc)                                          # (S, h, nc, D)
+            for qr, br, key_pos, drop in tiles:
+                q = q_all[qr, qc].reshape(-1, dim)                                         # (n_q, D)
+                keys = band[:, br].reshape(slots, -1, dim)                                 # (S, B, D), a view
+                logits = torch.matmul(q, keys.transpose(1, 2))                             # (S, n_q, B)
+                if drop is not None:
+                    logits.masked_fill_(drop, float("-inf"))
+                vals, idx = logits.topk(min(k, logits.shape[-1]), dim=-1)                  # (S, n_q, k)
+                shape = (qr.stop - qr.start, qc.stop - qc.start, slots, idx.shape[-1])
+                vals_out[qr, qc, :, :shape[-1]] = vals.permute(1, 0, 2).view(shape)
+                rows_out[qr, qc, :, :shape[-1]] = (key_pos[idx] + frame_rows).permute(1, 0, 2).view(shape)
 
     @torch.no_grad()
     def step(self, feats: torch.Tensor) -> torch.Tensor:
         """Soft labels (C, h, w) of the next frame from its features (h, w, D); the frame then joins the queue."""
-        p, hw = self.params, self.h * self.w
+        p, h, w = self.params, self.h, self.w
         feats = F.normalize(feats.float(), dim=-1)
         scaled = feats / p.temperature                          # folding 1/T into the queries: one tiny multiply
         channels = self.queue.labels.shape[-1]
-        table = torch.cat([self.first.labels.view(hw, channels),
+        table = torch.cat([self.first.labels.view(h * w, channels),
                            self.queue.labels[:self.n_queued].view(-1, channels)])  # (rows, C)
-        out = torch.empty(self.h, self.w, channels)
-        for tile in self.tiles:
-            qr, qc = tile[0], tile[1]
-            q = scaled[qr, qc].reshape(-1, feats.shape[-1])                             # (n_q, D)
-            vals, rows = self._topk_in(self.first, 1, 0, q, tile)
-            if self.n_queued:
-                v2, r2 = self._topk_in(self.queue, self.n_queued, hw, q, tile)
-                vals, rows = torch.cat([vals, v2], 1), torch.cat([rows, r2], 1)
-            top, pick = vals.topk(min(p.topk, vals.shape[1]), dim=1)                    # jointly: (n_q, k)
-            weights = torch.softmax(top, dim=1)
-            chosen = table[rows.gather(1, pick)]                                        # (n_q, k, C)
-            out[qr, qc] = (weights[..., None] * chosen).sum(1).view(qr.stop - qr.start, qc.stop - qc.start, -1)
-        pred = out.permute(2, 0, 1).contiguous()                                        # (C, h, w)
+        # per-frame top-k, then top-k of the survivors: the same set as top-k jointly over all context positions
+        # slots of a block smaller than k stay -inf (weight 0), as if that frame had no more candidates
+        vals = torch.full((h, w, 1 + self.n_queued, p.topk), float("-inf"))
+        rows = torch.zeros(h, w, 1 + self.n_queued, p.topk, dtype=torch.long)
+        self._topk_in(self.first, 1, 0, scaled, vals[:, :, :1], rows[:, :, :1])
+        if self.n_queued:
+            self._topk_in(self.queue, self.n_queued, h * w, scaled, vals[:, :, 1:], rows[:, :, 1:])
+        vals, rows = vals.view(h * w, -1), rows.view(h * w, -1)
+        top, pick = vals.topk(min(p.topk, vals.shape[1]), dim=1)                        # jointly: (hw, k)
+        weights = torch.softmax(top, dim=1)
+        chosen = table[rows.gather(1, pick)]                                            # (hw, k, C)
+        pred = (weights[..., None] * chosen).sum(1).T.reshape(channels, h, w).contiguous()
         self.push_context(feats, pred)
         return pred
 
