@@ -107,6 +107,8 @@ class EvalConfig:
     neighborhood: float = _f(-1.0, "override the preset's neighborhood size (-1 = preset)", lo=-1.0)
     temperature: float = _f(0.0, "override the preset's temperature (0 = preset)", lo=0.0)
     short_side: int = _f(480, "evaluation frames are resized to this short side", lo=8)
+    pos_embed: str = _f("interpolate", "position embedding at the evaluation grid: interpolate the training grid's (as "
+                        "DINO's evaluation does) or extend sin-cos to integer positions", choices=("interpolate", "extend"))
     every_epochs: float = _f(0.0, "intermediate evaluation every this many effective epochs (0 = only at the end)", lo=0.0)
 
 

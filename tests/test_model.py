@@ -188,3 +188,25 @@ def test_build_model_refuses_a_ratio_that_masks_nothing():
 
     with pytest.raises(UserError, match="model.mask_ratio = 0.0 masks none"):
         build_model(ModelConfig(preset="micro", patch_size=8, img_size=32, mask_ratio=0.0))
+
+
+def test_position_embedding_at_a_new_grid_interpolates_or_extends():
+    from study.model.pos_embed import sincos_2d
+
+    # sampling a grid's own embedding at its own cell centres gives it back exactly
+    assert torch.allclose(sincos_2d(32, (6, 10), base_hw=(6, 10)), sincos_2d(32, (6, 10)), atol=1e-6)
+    # a 2x finer grid: cell centres fall between the base positions, and stay inside the base range [-0.25, 3.25]
+    fine = sincos_2d(32, (8, 8), base_hw=(4, 4))
+    coarse = sincos_2d(32, (4, 4))
+    assert not torch.allclose(fine[:16], coarse, atol=1e-3)
+    model = SiamMAE(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, decoder_dim=32, decoder_depth=1,
+                    decoder_heads=2)
+    frames = torch.randn(1, 3, 64, 96)
+    interp = model.encode(frames)
+    model.encoder.pos_embed_mode = "extend"
+    extend = model.encode(frames)
+    assert interp.shape == extend.shape == (1, 8, 12, 32) and not torch.allclose(interp, extend)
+    at_train_size = torch.randn(1, 3, 32, 32)
+    a = model.encode(at_train_size)
+    model.encoder.pos_embed_mode = "interpolate"
+    assert torch.equal(a, model.encode(at_train_size))  # the training grid is untouched by either mode

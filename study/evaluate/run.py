@@ -167,6 +167,9 @@ def evaluate_dataset(encoder, dataset: str, root: Path, eval_cfg, out_dir: Path,
     (tmp / "sheets").mkdir(parents=True)
     was_training = getattr(encoder, "training", False)
     encoder.eval()
+    vit = getattr(encoder, "encoder", None)
+    if hasattr(vit, "pos_embed_mode"):  # how the encoder places its position embedding on the evaluation grid
+        vit.pos_embed_mode = eval_cfg.pos_embed
     try:
         summary, table_a, table_b = RUNNERS[dataset](encoder, Path(root), params, eval_cfg, tmp, device, bf16)
     except BaseException:

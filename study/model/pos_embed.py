@@ -21,13 +21,21 @@ def sincos_1d(dim: int, pos: torch.Tensor) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
-def sincos_2d(dim: int, grid_hw: tuple[int, int], cls_token: bool = False) -> torch.Tensor:
-    """(h*w [+1], dim) float32 embedding of an h x w patch grid in raster order (row-major, as patchify)."""
+def sincos_2d(dim: int, grid_hw: tuple[int, int], cls_token: bool = False,
+              base_hw: tuple[int, int] | None = None) -> torch.Tensor:
+    """(h*w [+1], dim) float32 embedding of an h x w patch grid in raster order (row-major, as patchify).
+
+    base_hw: sample the embedding of a base_hw grid at the h x w grid's cell centres (fractional positions, the
+    align_corners=False convention of F.interpolate), i.e. what interpolating the training grid's embedding to a new
+    size does (DINO and timm do it for learned embeddings); without it, positions are the integers 0..h-1, 0..w-1."""
     if dim % 4:
         raise ValueError(f"2-D sin-cos embedding needs a dimension divisible by 4, got {dim}")
     h, w = grid_hw
+    r, c = torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64)
+    if base_hw is not None:
+        r, c = (r + 0.5) * base_hw[0] / h - 0.5, (c + 0.5) * base_hw[1] / w - 0.5
     # MAE builds meshgrid(w, h) and stacks it, so channel half 0 encodes the column and half 1 the row
-    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")  # (h, w) each
+    rows, cols = torch.meshgrid(r, c, indexing="ij")  # (h, w) each
     emb = torch.cat([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], dim=1)  # (h*w, dim)
     if cls_token:
         emb = torch.cat([torch.zeros(1, dim, dtype=emb.dtype), emb], dim=0)
