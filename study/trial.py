@@ -47,7 +47,7 @@ def evaluate_all(encoder, cfg: RunConfig, out_dir: Path, hooks: TrialHooks | Non
         summary = evaluate_dataset(encoder, name, eval_root(cfg, name), cfg.eval, out_dir / name)
         metrics.update({f"{name}.{k}": float(v) for k, v in summary.items()})
         if hooks:
-            for sheet in sorted((out_dir / name).glob("contact_*.png"))[:4]:
+            for sheet in sorted((out_dir / name / "sheets").glob("contact_*.png"))[:4]:
                 hooks.log_artifact(sheet, f"eval/{name}")
             if (out_dir / name / "summary.json").exists():
                 hooks.log_artifact(out_dir / name / "summary.json", f"eval/{name}")

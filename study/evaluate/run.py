@@ -69,7 +69,7 @@ def _davis(encoder, root: Path, params, eval_cfg, out: Path, device: str, bf16: 
                 if t in _sheet_ids(len(seq.frames)):
                     shown.append(rgb), masks.append(first if t == 0 else ids)
                 progress.advance(task)
-            contact_sheet(out / "sheets" / f"{seq.name}.png", shown, masks, davis.davis_palette())
+            contact_sheet(out / "sheets" / f"contact_{seq.name}.png", shown, masks, davis.davis_palette())
     summary, objects, seqs = davis.score_results(root, results)
     pct = {"jf_mean": summary["J&F-Mean"], "j_mean": summary["J-Mean"], "f_mean": summary["F-Mean"],
            "j_recall": summary["J-Recall"], "f_recall": summary["F-Recall"], "j_decay": summary["J-Decay"],
@@ -137,7 +137,7 @@ def _vip(encoder, root: Path, params, eval_cfg, out: Path, device: str, bf16: bo
                 if t in _sheet_ids(len(video.frames)):
                     shown.append(rgb), masks.append(ids)
                 progress.advance(task)
-            contact_sheet(out / "sheets" / f"{video.name}.png", shown, masks, gray)
+            contact_sheet(out / "sheets" / f"contact_{video.name}.png", shown, masks, gray)
     res, _ = vip.score_folder(Path(root) / "VIP_Fine" / "Annotations" / "Category_ids", results)
     classes = [{"class": c, "iou": float(i), "accuracy": float(a)}
                for c, i, a in zip(vip.CLASSES, res["class_iou"], res["class_acc"])]
