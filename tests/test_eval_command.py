@@ -50,7 +50,7 @@ def test_eval_random_encoder_on_davis_layout(monkeypatch, capsys, tmp_path):
     assert (res / "per_object.csv").read_text().startswith("object,")
     assert Image.open(res / "results/s1/00002.png").mode == "P"
     assert Image.open(res / "results/s1/00002.png").size == (96, 64)
-    assert (res / "sheets/s1.png").is_file() and not (tmp_path / "res.tmp").exists()
+    assert (res / "sheets/contact_s1.png").is_file() and not (tmp_path / "res.tmp").exists()
 
 
 @pytest.mark.parametrize("case,pattern", [
