@@ -19,7 +19,10 @@ equal affinities between positions with different labels.
 from __future__ import annotations
 
 import math
+import queue
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +103,31 @@ class _ContextFrames:
         self.labels[slot] = labels
 
 
+def _buffer(bufs: dict, name: str, shape: tuple) -> torch.Tensor:
+    """A reused scratch tensor of `shape` (grown when too small)."""
+    need = math.prod(shape)
+    if name not in bufs or bufs[name].numel() < need:
+        bufs[name] = torch.empty(need)
+    return bufs[name][:need].view(shape)
+
+
+def joint_topk(logits: torch.Tensor, k: int) -> tuple:
+    """Top-k of each query over all S*nr*nc positions of logits (S, n_q, nr, nc): values (n_q, k) and the
+    positions' (s, r, c), each (n_q, k).
+
+    Exact and cheaper than torch.topk over S*nr*nc (whose cost is mostly per element of each row): each of the k
+    largest values lies in one of the k (frame, column) groups with the largest maxima, as a group holding one of
+    them has its maximum >= the k-th value, and at most k groups can. The column maxima are one vectorised pass."""
+    S, n, nr, nc = logits.shape
+    group_max = logits.amax(2).permute(1, 0, 2).reshape(n, S * nc)                 # (n_q, S*nc)
+    groups = group_max.topk(min(k, S * nc), dim=1).indices                       # (n_q, kg)
+    s, c = groups // nc, groups % nc
+    candidates = logits[s, torch.arange(n).view(-1, 1), :, c]                    # (n_q, kg, nr)
+    vals, i = candidates.reshape(n, -1).topk(min(k, candidates.shape[1] * nr), dim=1)
+    g, r = i // nr, i % nr
+    return vals, s.gather(1, g), r, c.gather(1, g)
+
+
 class LabelPropagation:
     """Propagates the first frame's labels through a video, one target frame at a time.
 
@@ -127,18 +155,19 @@ class LabelPropagation:
                 self.queue.put(slot, first_feats, first_labels)
             self.n_queued = p.queue
         self.next_slot = 0
-        self.band_buf = torch.empty(0)
+        self.buffers: list[dict] = []     # one per worker thread: reused, as fresh ~90 MB buffers cost page faults
         self.windowed_columns = self._columns(p.halfwidth) if windowed else None
         self.whole_frame_columns = self._columns(-1)
 
     def _columns(self, s: int) -> list:
-        """Query tiles grouped by tile column: [(query cols, key cols, [(query rows, key rows, key_pos, drop)])].
+        """Query tiles grouped by tile column: [(query cols, key cols, [(query rows, key rows, bias)])].
 
         A tile's keys are the block (key rows x key cols) around it, the union of its queries' windows clipped to
-        the frame (s < 0: the whole frame). key_pos (B,): each block position's index in the flattened frame;
-        drop (n_q, B): positions outside a query's own window, or None when every query keeps the whole block."""
+        the frame (s < 0: the whole frame). bias (n_q, B): -inf where a block position is outside a query's own
+        window, else 0; None when every query keeps the whole block. Tiles at the same place relative to the
+        frame's edges (all interior ones) share one bias tensor."""
         t, h, w = self.tile, self.h, self.w
-        columns = []
+        columns, biases = [], {}
         for c0 in range(0, w, t):
             qc = slice(c0, min(c0 + t, w))
             bc = slice(max(0, c0 - s), min(w, qc.stop + s)) if s >= 0 else slice(0, w)
@@ -146,46 +175,83 @@ class LabelPropagation:
             for r0 in range(0, h, t):
                 qr = slice(r0, min(r0 + t, h))
                 br = slice(max(0, r0 - s), min(h, qr.stop + s)) if s >= 0 else slice(0, h)
-                ki, kj = torch.meshgrid(torch.arange(br.start, br.stop), torch.arange(bc.start, bc.stop), indexing="ij")
-                qi, qj = torch.meshgrid(torch.arange(qr.start, qr.stop), torch.arange(qc.start, qc.stop), indexing="ij")
-                keep = self.params.keeps(ki.reshape(1, -1) - qi.reshape(-1, 1), kj.reshape(1, -1) - qj.reshape(-1, 1))
-                drop = None if s < 0 or bool(keep.all()) else ~keep
-                tiles.append((qr, br, (ki * w + kj).reshape(-1), drop))
+                place = tuple(x.stop - x.start for x in (qr, br, qc, bc)) + (qr.start - br.start, qc.start - bc.start)
+                if place not in biases:
+                    ki, kj = torch.meshgrid(torch.arange(br.start, br.stop), torch.arange(bc.start, bc.stop),
+                                            indexing="ij")
+                    qi, qj = torch.meshgrid(torch.arange(qr.start, qr.stop), torch.arange(qc.start, qc.stop),
+                                            indexing="ij")
+                    keep = self.params.keeps(ki.reshape(1, -1) - qi.reshape(-1, 1), kj.reshape(1, -1) - qj.reshape(-1, 1))
+                    biases[place] = None if s < 0 or bool(keep.all()) else \
+                        torch.zeros(keep.shape).masked_fill_(~keep, float("-inf"))
+                tiles.append((qr, br, biases[place]))
             columns.append((qc, bc, tiles))
         return columns
 
-    def _key_band(self, ctx: _ContextFrames, slots: int, bc: slice) -> torch.Tensor:
+    def _key_band(self, ctx: _ContextFrames, slots: int, bc: slice, bufs: dict) -> torch.Tensor:
         """Context features of key columns bc, (S, h, nc, D) contiguous, so that every tile's key block in this
         column is a view (S, nr*nc, D). One copy per tile column instead of one per tile: the blocks of a column
         overlap, and a copy per tile moved ~5x more memory than the matmuls read."""
         if bc.stop - bc.start == self.w:
             return ctx.feats[:slots]                                             # whole rows: a view, no copy
-        nc, dim = bc.stop - bc.start, ctx.feats.shape[-1]
-        need = slots * self.h * nc * dim
-        if self.band_buf.numel() < need:   # reused: fresh ~90 MB buffers per column cost page faults
-            self.band_buf = torch.empty(need)
-        band = self.band_buf[:need].view(slots, self.h, nc, dim)
+        band = _buffer(bufs, "band", (slots, self.h, bc.stop - bc.start, ctx.feats.shape[-1]))
         band.copy_(ctx.feats[:slots, :, bc])
         return band
 
-    def _topk_in(self, ctx: _ContextFrames, slots: int, offset: int, q_all: torch.Tensor,
-                 vals_out: torch.Tensor, rows_out: torch.Tensor) -> None:
-        """Each context frame's top-k for every query: logits into vals_out (h, w, S, k), their rows in the step's
-        label table into rows_out (h, w, S, k)."""
-        k, dim = vals_out.shape[-1], q_all.shape[-1]
-        frame_rows = offset + torch.arange(slots).view(-1, 1, 1) * (self.h * self.w)      # (S, 1, 1)
-        for qc, bc, tiles in self.windowed_columns if ctx.windowed else self.whole_frame_columns:
-            band = self._key_band(ctx, slots, bc)                                          # (S, h, nc, D)
-            for qr, br, key_pos, drop in tiles:
-                q = q_all[qr, qc].reshape(-1, dim)                                         # (n_q, D)
-                keys = band[:, br].reshape(slots, -1, dim)                                 # (S, B, D), a view
-                logits = torch.matmul(q, keys.transpose(1, 2))                             # (S, n_q, B)
-                if drop is not None:
-                    logits.masked_fill_(drop, float("-inf"))
-                vals, idx = logits.topk(min(k, logits.shape[-1]), dim=-1)                  # (S, n_q, k)
-                shape = (qr.stop - qr.start, qc.stop - qc.start, slots, idx.shape[-1])
-                vals_out[qr, qc, :, :shape[-1]] = vals.permute(1, 0, 2).view(shape)
-                rows_out[qr, qc, :, :shape[-1]] = (key_pos[idx] + frame_rows).permute(1, 0, 2).view(shape)
+    def _column_topk(self, ctx: _ContextFrames, slots: int, offset: int, column: tuple, q_all: torch.Tensor,
+                     vals_out: torch.Tensor, rows_out: torch.Tensor, bufs: dict) -> None:
+        """For the queries of one tile column, the top-k jointly over their windows in all `slots` frames of ctx:
+        logits into vals_out (h, w, k), their rows in the step's label table (frames one after the other from
+        `offset`) into rows_out (h, w, k)."""
+        k, dim, h, w = vals_out.shape[-1], q_all.shape[-1], self.h, self.w
+        qc, bc, tiles = column
+        band = self._key_band(ctx, slots, bc, bufs)                                        # (S, h, nc, D)
+        for qr, br, bias in tiles:
+            q = q_all[qr, qc].reshape(1, -1, dim).expand(slots, -1, -1)                    # (S, n_q, D)
+            keys = band[:, br].reshape(slots, -1, dim).transpose(1, 2)                     # (S, D, B), a view
+            n_q, nr, nc = q.shape[1], br.stop - br.start, bc.stop - bc.start
+            logits = _buffer(bufs, "logits", (slots, n_q, nr * nc))                        # (S, n_q, B)
+            if bias is None:
+                torch.bmm(q, keys, out=logits)
+            else:   # the window as a -inf bias added inside the GEMM: no separate masking pass
+                torch.baddbmm(bias.expand(slots, -1, -1), q, keys, out=logits)
+            vals, s, r, c = joint_topk(logits.view(slots, n_q, nr, nc), k)                  # (n_q, k) each
+            kk, shape = vals.shape[1], (qr.stop - qr.start, qc.stop - qc.start, -1)
+            vals_out[qr, qc, :kk] = vals.view(shape)
+            rows_out[qr, qc, :kk] = (offset + s * (h * w) + (r + br.start) * w + c + bc.start).view(shape)
+
+    def _run_on_threads(self, jobs: list) -> None:
+        """Runs the jobs (functions of a buffer dict) on torch.get_num_threads() Python threads, each running torch
+        single-threaded. Why: a tile's GEMM is only ~10-50 ms; split over an OpenMP team, every op waits at a
+        barrier for the slowest thread, and on a shared machine (another process on a core) that made a step up
+        to 5x slower. Whole tile columns per thread need no synchronisation until the step's end."""
+        n = min(torch.get_num_threads(), len(jobs))
+        while len(self.buffers) < n:
+            self.buffers.append({})
+        if n <= 1:
+            for job in jobs:
+                job(self.buffers[0])
+            return
+        todo = queue.SimpleQueue()
+        for job in jobs:
+            todo.put(job)
+
+        def worker(bufs: dict) -> None:
+            with torch.no_grad():
+                while True:
+                    try:
+                        job = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    job(bufs)
+
+        torch.set_num_threads(1)     # read by the new threads when they start; restored below for the caller
+        try:
+            with ThreadPoolExecutor(n) as pool:
+                for done in [pool.submit(worker, bufs) for bufs in self.buffers[:n]]:
+                    done.result()
+        finally:
+            torch.set_num_threads(n)
 
     @torch.no_grad()
     def step(self, feats: torch.Tensor) -> torch.Tensor:
@@ -196,13 +262,15 @@ class LabelPropagation:
         channels = self.queue.labels.shape[-1]
         table = torch.cat([self.first.labels.view(h * w, channels),
                            self.queue.labels[:self.n_queued].view(-1, channels)])  # (rows, C)
-        # per-frame top-k, then top-k of the survivors: the same set as top-k jointly over all context positions
-        # slots of a block smaller than k stay -inf (weight 0), as if that frame had no more candidates
-        vals = torch.full((h, w, 1 + self.n_queued, p.topk), float("-inf"))
-        rows = torch.zeros(h, w, 1 + self.n_queued, p.topk, dtype=torch.long)
-        self._topk_in(self.first, 1, 0, scaled, vals[:, :, :1], rows[:, :, :1])
-        if self.n_queued:
-            self._topk_in(self.queue, self.n_queued, h * w, scaled, vals[:, :, 1:], rows[:, :, 1:])
+        # top-k jointly over the first frame, then over the queue, then over the union of both: the same set as
+        # top-k over all context positions. Entries of a window smaller than k stay -inf (weight 0).
+        vals = torch.full((h, w, 2, p.topk), float("-inf"))
+        rows = torch.zeros(h, w, 2, p.topk, dtype=torch.long)
+        parts = [(self.first, 1, 0)] + [(self.queue, self.n_queued, h * w)] * bool(self.n_queued)
+        jobs = [partial(self._column_topk, ctx, slots, offset, column, scaled, vals[:, :, i], rows[:, :, i])
+                for i, (ctx, slots, offset) in enumerate(parts)
+                for column in (self.windowed_columns if ctx.windowed else self.whole_frame_columns)]
+        self._run_on_threads(jobs)
         vals, rows = vals.view(h * w, -1), rows.view(h * w, -1)
         top, pick = vals.topk(min(p.topk, vals.shape[1]), dim=1)                        # jointly: (hw, k)
         weights = torch.softmax(top, dim=1)
