@@ -240,7 +240,16 @@ def studies_with_runs(tracking_uri: str | None = None) -> list[tuple[str, str]]:
 
 # ---------------------------------------------------------------- UI
 def serve_ui(port: int = 5000, host: str = "127.0.0.1", tracking_uri: str | None = None) -> None:
-    """`mlflow server` over the local store: one worker, job execution off; Ctrl-C stops it."""
+    """`mlflow server` over the local store: one worker, job execution off; Ctrl-C (or SIGTERM) stops it."""
+    import socket
+
+    from study.errors import UserError
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:  # a taken port would otherwise show as a page of uvicorn traceback
+            probe.bind((host, port))
+        except OSError as e:
+            raise UserError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
     state = state_dir()
     uri = resolve_tracking_uri(tracking_uri, state)
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -248,13 +257,26 @@ def serve_ui(port: int = 5000, host: str = "127.0.0.1", tracking_uri: str | None
            "--workers", "1", "--artifacts-destination", (state / "mlartifacts").as_uri()]
     _client(uri)  # creates the state folder for a fresh sqlite store
     print(f"MLflow UI: http://{host}:{port}  (store {uri}; Ctrl-C stops it)", flush=True)
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def _interrupt(signum, frame):  # SIGTERM (a service manager, `kill`) stops it as Ctrl-C does: server included
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)  # own group: we stop it, then report
     try:
-        proc.wait()
+        while proc.poll() is None:  # in steps: a blocking wait misses a Ctrl-C that lands on one of MLflow's threads
+            time.sleep(0.5)
     except KeyboardInterrupt:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-        print("MLflow UI stopped.")
+            proc.wait()
+        print("MLflow UI stopped.", flush=True)
+        return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if proc.returncode:
+        raise UserError(f"mlflow server exited with code {proc.returncode} (its error is above); "
+                        f"check --tracking-uri {uri}")
