@@ -56,6 +56,7 @@ def fake_trial(cfg, run_dir: Path, hooks) -> dict[str, float]:
     start = json.loads(ckpt.read_text())["step"] if ckpt.exists() else 0
     with open(state / "calls.log", "a") as f:
         f.write(json.dumps({"mask_ratio": cfg.model.mask_ratio, "seed": cfg.train.seed, "start": start,
+                            "blr": cfg.train.blr, "temperature": cfg.eval.temperature,
                             "pid": os.getpid(), "t": time.time()}) + "\n")
     if (state / f"fail-{cfg.model.mask_ratio}").exists():
         raise RuntimeError(f"boom at mask ratio {cfg.model.mask_ratio}")
