@@ -40,8 +40,13 @@ class DensePropagation:
                            labels.float().reshape(-1, self.h * self.w).T))
         self.queue = self.queue[-self.params.queue:]
 
-    @torch.no_grad()
     def step(self, feats: torch.Tensor) -> torch.Tensor:
+        pred = self.predict(feats)
+        self.push_context(feats, pred)
+        return pred
+
+    @torch.no_grad()
+    def predict(self, feats: torch.Tensor) -> torch.Tensor:
         p = self.params
         q = F.normalize(feats.float(), dim=-1).reshape(self.h * self.w, -1)          # (hw, D)
         context = [self.first] + self.queue
@@ -56,9 +61,7 @@ class DensePropagation:
         top, pick = vals.topk(p.topk, dim=1)                                         # ... then jointly
         weights = torch.softmax(top, dim=1)                                          # (hw, k)
         pred = (weights[..., None] * labels[idx.gather(1, pick)]).sum(1)             # (hw, C)
-        pred = pred.T.reshape(-1, self.h, self.w).contiguous()
-        self.push_context(feats, pred)
-        return pred
+        return pred.T.reshape(-1, self.h, self.w).contiguous()
 
 
 class PeakRSS:
@@ -87,17 +90,59 @@ class PeakRSS:
         return (self.peak - self.base) / 2**30
 
 
-def _run(engine_cls, params, context, targets) -> tuple[list[torch.Tensor], float, float]:
-    """Fill the context queue, then time `targets` steps: (outputs, frames/s, peak GiB above the start)."""
-    (f0, l0), queue = context[0], context[1:]
+def _run(engine_cls, params, feats, labels, targets: int) -> tuple[list[torch.Tensor], float, float]:
+    """Fill the context with frames 0..queue, then time `targets` steps: (outputs, frames/s, peak GiB above the
+    start). Each step pushes the video's own labels, not the prediction, so that both engines always see the same
+    context and a single near-tie cannot make their later frames drift apart."""
+    n = params.queue + 1
     with PeakRSS() as mem:
-        prop = engine_cls(params, f0, l0)
-        for f, lab in queue:
+        prop = engine_cls(params, feats[0], labels[0])
+        for f, lab in zip(feats[1:n], labels[1:n]):
             prop.push_context(f, lab)
+        outs = []
         start = time.perf_counter()
-        outs = [prop.step(f) for f in targets]
+        for f, lab in zip(feats[n:n + targets], labels[n:n + targets]):
+            outs.append(prop.predict(f))
+            prop.push_context(f, lab)
         elapsed = time.perf_counter() - start
-    return outs, len(targets) / elapsed, mem.gib
+    return outs, targets / elapsed, mem.gib
+
+
+def _near_ties(params, feats, step: int, positions: torch.Tensor, tol: float = 1e-4) -> int:
+    """How many of the query `positions` (m, 2) of target `step` have their k-th and (k+1)-th largest affinity
+    (cos / T, over their windows in the whole context) within `tol`: there, float rounding in a different GEMM
+    order may legitimately swap which neighbour is kept."""
+    h, w, _ = feats[0].shape
+    n = params.queue + 1
+    context = [feats[0]] + feats[1 + step:n + step]                       # the first frame + the queue
+    ki, kj = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ties = 0
+    for i, j in positions.tolist():
+        q = F.normalize(feats[n + step][i, j], dim=-1) / params.temperature
+        keep = params.keeps(ki - i, kj - j)
+        logits = []
+        for slot, f in enumerate(context):
+            a = F.normalize(f, dim=-1) @ q                                          # (h, w)
+            unrestricted = params.context == "crw" and slot == 0
+            logits.append(a.flatten() if unrestricted else a[keep])
+        top = torch.cat(logits).topk(params.topk + 1).values
+        ties += bool(top[-2] - top[-1] < tol)
+    return ties
+
+
+def _compare(params, feats, win: list, ref: list) -> tuple[float, int]:
+    """(max |windowed - dense| away from near-ties, number of queries decided by a near-tie); asserts that every
+    query that differs by more than 1e-5 is a near-tie."""
+    worst, ties = 0.0, 0
+    for step, (a, b) in enumerate(zip(win, ref)):
+        diff = (a - b).abs().amax(0)                                              # (h, w)
+        differing = (diff > 1e-5).nonzero()
+        n_ties = _near_ties(params, feats, step, differing)
+        assert n_ties == len(differing), f"windowed and dense propagation disagree by {float(diff.max())} " \
+                                         f"at {len(differing) - n_ties} queries that are not near-ties"
+        ties += n_ties
+        worst = max(worst, float(diff[diff <= 1e-5].max()))
+    return worst, ties
 
 
 def _random_video(h: int, w: int, n: int, dim: int = 384, channels: int = 5, seed: int = 0):
@@ -107,30 +152,39 @@ def _random_video(h: int, w: int, n: int, dim: int = 384, channels: int = 5, see
     return feats, labels
 
 
+def _speed_table(params, label: str, frames: int):
+    from rich.table import Table
+
+    table = Table(title=f"{label}: queue {params.queue}, window {params.neighborhood:g}, top-k {params.topk}; "
+                        f"{frames} target frames after a full context, {torch.get_num_threads()} threads")
+    for col in ("grid", "engine", "frames/s", "peak GiB", "speed-up", "max |diff|", "near-ties"):
+        table.add_column(col, justify="right")
+    for name, (h, w) in (("ViT-S/16", (30, 52)), ("ViT-S/8", (60, 104))):
+        feats, labels = _random_video(h, w, params.queue + 1 + frames)
+        win, win_fps, win_mem = _run(LabelPropagation, params, feats, labels, frames)
+        ref, ref_fps, ref_mem = _run(DensePropagation, params, feats, labels, frames)
+        diff, ties = _compare(params, feats, win, ref)
+        table.add_row(f"{name} {h}x{w}", "windowed", f"{win_fps:.2f}", f"{win_mem:.2f}", f"{win_fps / ref_fps:.1f}x",
+                      f"{diff:.1e}", f"{ties} of {frames * h * w}")
+        table.add_row("", "dense", f"{ref_fps:.2f}", f"{ref_mem:.2f}", "1.0x", "", "")
+    return table
+
+
 def bench_propagate(frames: int = 6) -> None:
-    """Windowed vs dense at 480p (832x480) grids of ViT-S/16 and ViT-S/8, queue 20, window 20, top-k 7."""
+    """Windowed vs dense at 480p (832x480) grids of ViT-S/16 and ViT-S/8: the paper's DAVIS setting (queue 20,
+    window 20, top-k 7) and DINO's (queue 7, window 12, top-k 5)."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     torch.manual_seed(0)
-    params = preset("paper", "davis")
-    table = Table(title=f"label propagation, {frames} target frames after a full context (queue {params.queue}, "
-                        f"window {params.neighborhood:g}, top-k {params.topk}), {torch.get_num_threads()} threads")
-    for col in ("grid", "engine", "frames/s", "peak GiB", "speed-up", "max |diff|"):
-        table.add_column(col, justify="right")
-    for name, (h, w) in (("ViT-S/16", (30, 52)), ("ViT-S/8", (60, 104))):
-        feats, labels = _random_video(h, w, params.queue + 1 + frames)
-        context = list(zip(feats[:params.queue + 1], labels[:params.queue + 1]))
-        targets = feats[params.queue + 1:]
-        win, win_fps, win_mem = _run(LabelPropagation, params, context, targets)
-        ref, ref_fps, ref_mem = _run(DensePropagation, params, context, targets)
-        diff = max(float((a - b).abs().max()) for a, b in zip(win, ref))
-        assert diff < 1e-5, f"windowed and dense propagation disagree by {diff}"
-        table.add_row(f"{name} {h}x{w}", "windowed", f"{win_fps:.2f}", f"{win_mem:.2f}", f"{win_fps / ref_fps:.1f}x",
-                      f"{diff:.1e}")
-        table.add_row("", "dense", f"{ref_fps:.2f}", f"{ref_mem:.2f}", "1.0x", "")
-    console.print(table)
+    for label, params in (("paper (Table 4b, DAVIS)", preset("paper", "davis")), ("dino", preset("dino"))):
+        console.print(_speed_table(params, label, frames))
+    console.print("Windowing pays where the window is small next to the grid. At ViT-S/16 (30x52) a window of 20 "
+                  "covers nearly the whole grid, so there the windowed engine does about the dense work in smaller "
+                  "pieces and is not faster; that is expected. max |diff| is taken away from near-ties: queries whose "
+                  "k-th and (k+1)-th affinities are within 1e-4, where a different GEMM order may keep the other "
+                  "neighbour (each one checked).")
 
     grow = Table(title="windowed, ViT-S/8 grid: peak memory (context store included) as the queue grows")
     for col in ("queue", "frames/s", "peak GiB (incl. context store)", "context store GiB"):
@@ -138,8 +192,7 @@ def bench_propagate(frames: int = 6) -> None:
     for queue in (5, 10, 20):
         p = PropagationParams("dino", queue=queue, neighborhood=20, topk=7, temperature=0.1)
         feats, labels = _random_video(60, 104, queue + 1 + 2, seed=1)
-        context = list(zip(feats[:queue + 1], labels[:queue + 1]))
-        _, fps, mem = _run(LabelPropagation, p, context, feats[queue + 1:])
+        _, fps, mem = _run(LabelPropagation, p, feats, labels, 2)
         store = (queue + 1) * 60 * 104 * (384 + 5) * 4 / 2**30     # features + labels of every context slot
         grow.add_row(str(queue), f"{fps:.2f}", f"{mem:.2f}", f"{store:.2f}")
     console.print(grow)

@@ -253,9 +253,15 @@ class LabelPropagation:
         finally:
             torch.set_num_threads(n)
 
-    @torch.no_grad()
     def step(self, feats: torch.Tensor) -> torch.Tensor:
         """Soft labels (C, h, w) of the next frame from its features (h, w, D); the frame then joins the queue."""
+        pred = self.predict(feats)
+        self.push_context(feats, pred)
+        return pred
+
+    @torch.no_grad()
+    def predict(self, feats: torch.Tensor) -> torch.Tensor:
+        """Soft labels (C, h, w) of a frame from its features (h, w, D), the context left as it is."""
         p, h, w = self.params, self.h, self.w
         feats = F.normalize(feats.float(), dim=-1)
         scaled = feats / p.temperature                          # folding 1/T into the queries: one tiny multiply
@@ -276,7 +282,6 @@ class LabelPropagation:
         weights = torch.softmax(top, dim=1)
         chosen = table[rows.gather(1, pick)]                                            # (hw, k, C)
         pred = (weights[..., None] * chosen).sum(1).T.reshape(channels, h, w).contiguous()
-        self.push_context(feats, pred)
         return pred
 
     def push_context(self, feats: torch.Tensor, labels: torch.Tensor) -> None:
