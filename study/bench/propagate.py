@@ -181,8 +181,8 @@ def bench_propagate(frames: int = 6) -> None:
     for label, params in (("paper (Table 4b, DAVIS)", preset("paper", "davis")), ("dino", preset("dino"))):
         console.print(_speed_table(params, label, frames))
     console.print("Windowing pays where the window is small next to the grid. At ViT-S/16 (30x52) a window of 20 "
-                  "covers nearly the whole grid, so there the windowed engine does about the dense work in smaller "
-                  "pieces and is not faster; that is expected. max |diff| is taken away from near-ties: queries whose "
+                  "covers nearly the whole grid, so there the windowed engine does nearly the dense work in smaller "
+                  "pieces and gains little; that is expected. max |diff| is taken away from near-ties: queries whose "
                   "k-th and (k+1)-th affinities are within 1e-4, where a different GEMM order may keep the other "
                   "neighbour (each one checked).")
 
