@@ -121,3 +121,31 @@ def test_presets_and_overrides():
     cfg = EvalConfig(protocol="paper", queue=0, neighborhood=5.0, temperature=0.05)
     p = params_from_config(cfg, "jhmdb")
     assert (p.topk, p.queue, p.neighborhood, p.temperature) == (7, 0, 5.0, 0.05)
+
+
+@pytest.mark.parametrize("shape,k", [((3, 5, 4, 6), 7), ((1, 2, 2, 3), 10), ((4, 3, 5, 1), 2)])
+def test_joint_topk_equals_topk_over_all_positions(shape, k):
+    from study.evaluate.propagate import joint_topk
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(shape, generator=g)
+    logits[0, :, 1:] = float("-inf")                                   # a window that drops most of frame 0
+    S, n, nr, nc = shape
+    vals, s, r, c = joint_topk(logits, k)
+    flat = logits.permute(1, 0, 2, 3).reshape(n, -1)
+    expected = flat.topk(min(k, flat.shape[1]), dim=1).values
+    assert torch.equal(vals, expected)
+    assert torch.equal(logits[s, torch.arange(n).view(-1, 1), r, c], vals)   # the indices point at the values
+
+
+def test_predict_leaves_the_context_and_threads_as_they_were():
+    g = torch.Generator().manual_seed(4)
+    feats = torch.randn(3, 20, 24, 16, generator=g)
+    labels = torch.softmax(torch.randn(2, 20, 24, generator=g), 0)
+    params = PropagationParams("dino", queue=2, neighborhood=3, topk=4, temperature=0.1)
+    prop = LabelPropagation(params, feats[0], labels, tile=4)
+    prop.push_context(feats[1], labels)
+    threads = torch.get_num_threads()
+    first = prop.predict(feats[2])
+    assert torch.equal(prop.predict(feats[2]), first) and prop.n_queued == 1
+    assert torch.get_num_threads() == threads
