@@ -111,6 +111,9 @@ def test_kill9_mid_training_then_run_again_resumes_from_the_checkpoint(tmp_path)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole tree, mid-training
     proc.wait()
     assert Counter(r.info.status for r in _runs(tmp_path) if r.data.tags["study.role"] == "trial") == {"RUNNING": 1}
+    r = study_cli(tmp_path, "status", STUDY, "--budget", "smoke")
+    states = Counter(line.split("│")[3].strip() for line in r.stdout.splitlines() if line.startswith("│"))
+    assert states == {"done": 1, "interrupted": 1, "waiting": 1}, r.stdout  # the dead worker's cell is not "running"
 
     r = study_cli(tmp_path, "run", *args[1:])
     assert r.returncode == 0, r.stderr[-3000:]

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from study.config import state_dir
-from study.orchestrate.queue import BASELINE_KEY, is_interrupted, latest_by_identity, planned_slots
+from study.orchestrate.queue import BASELINE_KEY, is_interrupted, latest_by_identity, planned_slots, worker_gone
 from study.studies import StudySpec
 
 STATE_WORDS = {"COMPLETE": "done", "RUNNING": "running", "WAITING": "waiting", "PRUNED": "pruned", "FAIL": "failed"}
@@ -58,7 +58,8 @@ def print_status(spec: StudySpec, budget: str, st, seeds: int | None = None) -> 
         if t is None:
             table.add_row(_label(spec, ident), str(ident[1]), "not queued", "", "", "", "")
             continue
-        word = "interrupted" if is_interrupted(t) else STATE_WORDS.get(t.state.name, t.state.name.lower())
+        gone = worker_gone(t)  # killed without a word (kill -9, power loss): the next `study run` resumes it
+        word = "interrupted" if is_interrupted(t) or gone else STATE_WORDS.get(t.state.name, t.state.name.lower())
         minutes = f"{t.duration.total_seconds() / 60:.1f}" if t.duration else ""
         value = f"{t.value:.2f}" if t.value is not None else ""
         note = t.user_attrs.get("failure", "") or ("best" if t is best else "")
@@ -67,7 +68,7 @@ def print_status(spec: StudySpec, budget: str, st, seeds: int | None = None) -> 
     remaining = len([t for t in rows if t is None or t.state.name in ("WAITING", "RUNNING") or is_interrupted(t)])
     durations = [t.duration.total_seconds() for t in done if t.duration]
     running_workers = len({(t.user_attrs.get("host"), t.user_attrs.get("pid")) for t in rows
-                           if t is not None and t.state.name == "RUNNING"}) or 1
+                           if t is not None and t.state.name == "RUNNING" and not worker_gone(t)}) or 1
     con = Console()
     con.print(table)
     summary = f"{len(done)}/{len(rows)} done"
