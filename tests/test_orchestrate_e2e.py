@@ -127,3 +127,19 @@ def test_kill9_mid_training_then_run_again_resumes_from_the_checkpoint(tmp_path)
     assert all(c.data.metrics["train.steps"] == total for c in trials)
     steps = [m.step for m in _client(tmp_path).get_metric_history(resumed[0].info.run_id, "train.loss")]
     assert steps[-1] == total
+
+
+@pytest.mark.slow
+def test_a_nan_loss_fails_its_cell_with_the_reason_and_the_study_goes_on(tmp_path):
+    make_experiments(tmp_path, {"nan": TWO_CELLS.replace('"model.mask_ratio" = [0.75, 0.9]', '"train.blr" = [1e12, 0.03]')
+                                .replace('"model.mask_ratio" = 0.9', '"train.blr" = 0.03')})
+    r = study_cli(tmp_path, "run", "nan", "--budget", "smoke", "--set", "train.epochs=4")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2/3 done" in r.stdout, r.stdout
+    client = _client(tmp_path)
+    runs = client.search_runs([client.get_experiment_by_name("nan [smoke]").experiment_id])
+    by_cell = {r.data.tags["study.cell"]: r for r in runs if r.data.tags["study.role"] != "parent"}
+    failed = by_cell[str(1e12)]  # queued before 0.03, which still ran
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["study.failure"].startswith("training stopped: the loss is nan at step")
+    assert by_cell["0.03"].info.status == "FINISHED" and by_cell["random init"].info.status == "FINISHED"
