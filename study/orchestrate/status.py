@@ -66,7 +66,8 @@ def print_status(spec: StudySpec, budget: str, st, seeds: int | None = None) -> 
         table.add_row(t.user_attrs.get("cell", "?"), str(t.user_attrs.get("seed", "")), word, value, minutes,
                       str(t.number), note[:80])
     remaining = len([t for t in rows if t is None or t.state.name in ("WAITING", "RUNNING") or is_interrupted(t)])
-    durations = [t.duration.total_seconds() for t in done if t.duration]
+    # the random-init baseline only evaluates: its minutes say nothing about a training cell's
+    durations = [t.duration.total_seconds() for t in done if t.duration and t.user_attrs.get("role") != "baseline"]
     running_workers = len({(t.user_attrs.get("host"), t.user_attrs.get("pid")) for t in rows
                            if t is not None and t.state.name == "RUNNING" and not worker_gone(t)}) or 1
     con = Console()

@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -172,6 +173,9 @@ def _run_tracked(job: Job, spec: StudySpec, study: optuna.Study, trial: optuna.T
     trial.set_user_attr("mlflow_run_id", run.run_id)
     hooks = Hooks(run, trial, spec.pruning)
     failure = None
+    what = "random init" if slot.role == "baseline" else f"cell {slot.cell.label}, seed {slot.seed}"
+    started = time.monotonic()
+    print(f"[trial {trial.number}] {what}: started", flush=True)
     try:
         fn = baseline_fn if slot.role == "baseline" else trial_fn
         metrics = fn(cfg, rdir, hooks)
@@ -189,7 +193,9 @@ def _run_tracked(job: Job, spec: StudySpec, study: optuna.Study, trial: optuna.T
         return
     if failure is None and spec.primary_metric not in metrics:
         failure = f"the trial returned no {spec.primary_metric} (it returned {', '.join(sorted(metrics)) or 'nothing'})"
+    took = f"{time.monotonic() - started:.0f}s"
     if failure is not None:
+        print(f"[trial {trial.number}] {what}: FAILED after {took}: {failure}", flush=True)
         trial.set_user_attr("failure", failure)
         run.end("FAILED", failure=failure)
         study.tell(trial, state=TrialState.FAIL)
@@ -198,6 +204,7 @@ def _run_tracked(job: Job, spec: StudySpec, study: optuna.Study, trial: optuna.T
     trial.set_user_attr("tracking_s", run.tracking_seconds)
     run.end("FINISHED")
     study.tell(trial, metrics[spec.primary_metric])
+    print(f"[trial {trial.number}] {what}: {spec.primary_metric} = {metrics[spec.primary_metric]:.2f} in {took}", flush=True)
 
 
 def main(argv: list[str]) -> None:
