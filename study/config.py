@@ -72,6 +72,7 @@ class DataConfig:
     augmentation: str = _f("crop_flip", "augmentation applied identically to f1 and f2", choices=AUGMENTATIONS)
     crop_scale: list[float] = _f([0.5, 1.0], "RandomResizedCrop area range")
     num_workers: int = _f(-1, "DataLoader workers; -1 = choose from the core count", lo=-1)
+    cache_mb: int = _f(0, "keep decoded frames of a small training set in memory, per loader process (0 = off)", lo=0)
     synth_videos: int = _f(256, "generated default set: number of videos", lo=1)
     synth_frames: int = _f(48, "generated default set: frames per video", lo=2)
     synth_size: int = _f(96, "generated default set: frame size in pixels", lo=16)

@@ -65,7 +65,7 @@ def build_training_data(cfg: RunConfig, videos: list[Path] | None = None, rank: 
     shard = paths[rank::world_size]
     d = cfg.data
     dataset = FramePairDataset(shard, cfg.model.img_size, d.frame_gap, d.gap_fps, d.repeated_sampling, d.augmentation,
-                               d.crop_scale, seed=cfg.train.seed * 1000 + rank)
+                               d.crop_scale, seed=cfg.train.seed * 1000 + rank, cache_mb=d.cache_mb)
     vpb = videos_per_step(cfg.train.batch_size, d.repeated_sampling)
     return TrainingData(dataset=dataset, videos_per_batch=vpb, num_workers=d.num_workers, seed=cfg.train.seed * 1000 + rank,
                         skipped=[str(p) for p in dataset.skipped])

@@ -139,3 +139,21 @@ def test_batches_do_not_depend_on_worker_count(video_folder):
     assert len(runs[0]) == len(runs[2]) == 5
     for (a1, a2), (b1, b2) in zip(runs[0], runs[2]):
         assert a1.shape == (4, 3, 24, 24) and torch.equal(a1, b1) and torch.equal(a2, b2)
+
+
+def test_the_frame_cache_gives_the_same_pairs_as_decoding(tmp_path):
+    from study.data.dataset import FramePairDataset
+    from study.data.synth_videos import write_video_set
+    from study.data.video import find_videos
+
+    videos = find_videos(write_video_set(tmp_path / "v", n_videos=3, n_frames=12, size=64, seed=1))
+    plain = FramePairDataset(videos, 32, [2, 6], 0.0, 2, "crop_flip", [0.5, 1.0], seed=4)
+    cached = FramePairDataset(videos, 32, [2, 6], 0.0, 2, "crop_flip", [0.5, 1.0], seed=4, cache_mb=16)
+    for epoch in (0, 1):  # epoch 0 fills the cache, epoch 1 reads from it
+        for i in range(3):
+            a, b = plain[(epoch, i)], cached[(epoch, i)]
+            assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert len(cached._cache) == 3
+    small = FramePairDataset(videos, 32, [2, 6], 0.0, 2, "crop_flip", [0.5, 1.0], seed=4, cache_mb=0)
+    small[(0, 0)]
+    assert not small._cache  # off by default: real data sets do not fit

@@ -25,7 +25,7 @@ class FramePairDataset(Dataset):
     """Item i = video i decoded once -> (f1, f2), each float32 (r, 3, img_size, img_size) for r = repeated_sampling."""
 
     def __init__(self, videos: list[Path], img_size: int, frame_gap, gap_fps: float, repeated_sampling: int,
-                 augmentation: str, crop_scale, seed: int, *, scan: bool = True):
+                 augmentation: str, crop_scale, seed: int, *, scan: bool = True, cache_mb: int = 0):
         if scan:  # read every header once, so bad files are known (and counted) in the main process
             good, self.skipped = scan_videos(list(videos))
         else:
@@ -38,6 +38,9 @@ class FramePairDataset(Dataset):
         self.img_size, self.frame_gap, self.gap_fps = img_size, tuple(frame_gap), gap_fps
         self.r, self.augmentation, self.crop_scale, self.seed = repeated_sampling, augmentation, tuple(crop_scale), seed
         self.epoch = 0
+        # Small sets (the generated default) are decoded once and kept as uint8 frames, per loader process: after the
+        # first pass an item costs only its crops. Off (0) for real data sets, which do not fit.
+        self.cache_bytes, self._cache = cache_mb * 2**20, {}
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -48,14 +51,24 @@ class FramePairDataset(Dataset):
 
     def frame_pairs(self, path: Path, fps: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode one video once and cut r pairs from it, each with its own gap, crop and flip."""
-        vr = open_video(path)
-        n = len(vr)
+        cached, cached_fps = self._cache.get(path, (None, 0.0))
+        vr = None if cached is not None else open_video(path)
+        n = len(cached) if cached is not None else len(vr)
         if n < 2:
             raise RuntimeError(f"{path}: {n} frame(s)")
-        lo, hi = gap_range(self.frame_gap, self.gap_fps, fps or float(vr.get_avg_fps()))
+        fps = fps or cached_fps or float(vr.get_avg_fps())
+        lo, hi = gap_range(self.frame_gap, self.gap_fps, fps)
         times = [sample_gap_pair(n, lo, hi, rng) for _ in range(self.r)]  # r x (t1, t2)
         wanted = sorted({t for pair in times for t in pair})
-        decoded = torch.from_numpy(vr.get_batch(wanted).asnumpy()).permute(0, 3, 1, 2)  # (u, 3, H, W) uint8
+        if cached is None and self.cache_bytes > 0:
+            cached = torch.from_numpy(vr.get_batch(list(range(n))).asnumpy()).permute(0, 3, 1, 2)  # (n, 3, H, W) uint8
+            if cached.numel() <= self.cache_bytes:
+                self.cache_bytes -= cached.numel()
+                self._cache[path] = (cached, fps)
+        if cached is not None:
+            decoded = cached[wanted]
+        else:
+            decoded = torch.from_numpy(vr.get_batch(wanted).asnumpy()).permute(0, 3, 1, 2)  # (u, 3, H, W) uint8
         row = {t: k for k, t in enumerate(wanted)}
         pairs = [paired_augment(decoded[[row[t1], row[t2]]], self.img_size, self.augmentation, self.crop_scale, rng)
                  for t1, t2 in times]  # r x (2, 3, S, S)
