@@ -20,31 +20,15 @@ from study.data.scene import Scene
 from study.data.synth_videos import prepare_out, publish
 from study.data.textures import texture
 from study.errors import UserError
+from study.evaluate.davis import write_annotation  # the format's own writer, one definition
 
 JHMDB_SIZE = (240, 320)  # H, W of JHMDB frames
 VIP_SIZE = (240, 320)
 JHMDB_CLASSES = ("walk", "wave", "run", "jump")
 
 
-def davis_palette() -> list[int]:
-    """The DAVIS / PASCAL VOC colour map (id k -> bits of k spread over R, G, B), flattened for Image.putpalette."""
-    palette = []
-    for k in range(256):
-        r = g = b = 0
-        c = k
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
-
-
 def save_palette_png(path: Path, ids: np.ndarray) -> None:
-    img = Image.fromarray(ids.astype(np.uint8), mode="P")
-    img.putpalette(davis_palette())
-    img.save(path)
+    write_annotation(path, ids)
 
 
 def _in_temp(out: str | Path, fill) -> Path:
