@@ -47,8 +47,9 @@ def bench_train(steps: int = 6) -> None:
     console = Console(width=150)
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     console.print(f"matmul peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+    cpu = load_config("cpu")
     configs = {
-        "cpu budget: mini ViT/8, 64 px, batch 64": load_config("cpu"),
+        f"cpu budget: {cpu.model.preset} ViT/{cpu.model.patch_size}, {cpu.model.img_size} px, batch {cpu.train.batch_size}": cpu,
         "ViT-S/16, cross-self 512/8/16, 224 px, batch 8": load_config("cpu", overrides={
             "model.preset": "small", "model.patch_size": 16, "model.img_size": 224, "model.decoder_dim": 512,
             "model.decoder_depth": 8, "model.decoder_heads": 16, "train.batch_size": 8}),
