@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -31,11 +32,17 @@ def train_command(config: str | None, budget: str | None, overrides: list[str], 
 
     from study.train import train  # torch and timm load here, not at `study --help`
 
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(to_toml(cfg))
     resuming = (run_dir / "checkpoint.pt").exists()
     print(f"run folder: {run_dir}" + (" (resuming from its checkpoint)" if resuming else ""))
-    result = train(cfg, run_dir, resume=True)
+    try:
+        result = train(cfg, run_dir, resume=True)
+    except UserError:
+        if created and not (run_dir / "checkpoint.pt").exists():  # a run that never stepped leaves nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     losses = result.losses
     if result.skipped_videos:
         print(f"skipped {len(result.skipped_videos)} unreadable video(s): {', '.join(result.skipped_videos[:5])}")

@@ -160,8 +160,9 @@ def test_study_train_smoke_finishes_and_its_loss_falls(tmp_path):
     (["--set", "data.augmentation=blur"], "data.augmentation"),
     (["--set", "train.batch_size=abc"], "train.batch_size must be int"),
     (["--budget", "huge"], "--budget"),
+    (["--budget", "smoke", "--set", "data.root=/no/such/videos"], "data.root"),
 ])
-def test_bad_config_is_one_line_and_exit_2_and_writes_nothing(tmp_path, flag, message):
+def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path, flag, message):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "study.cli", "train", *flag, "--out", str(out)],
                           capture_output=True, text=True, cwd=REPO)
