@@ -9,9 +9,10 @@ from PIL import Image
 
 from study.errors import UserError
 from study.evaluate import davis_metrics as m
-from study.evaluate.davis import list_sequences, read_annotation, score_results, write_annotation
+from study.evaluate.davis import list_sequences, read_annotation, score_results
+from study.palette import write_palette_png
 
-FIXTURE = Path("/work/shared/fixtures/davis-mini")
+FIXTURE = Path(__file__).parent / "fixtures" / "davis-mini"
 
 
 def box(shape, r0, r1, c0, c1):
@@ -96,7 +97,7 @@ def test_golden_davis_mini(folder):
 
 def test_palette_roundtrip_and_rgb_refused(tmp_path):
     ids = np.array([[0, 1], [2, 255]], np.uint8)
-    write_annotation(tmp_path / "a.png", ids)
+    write_palette_png(tmp_path / "a.png", ids)
     assert Image.open(tmp_path / "a.png").mode == "P"
     assert (read_annotation(tmp_path / "a.png") == ids).all()
     Image.new("RGB", (2, 2)).save(tmp_path / "rgb.png")
@@ -113,6 +114,6 @@ def test_layout_errors(tmp_path):
     (tmp_path / "JPEGImages/480p/s1").mkdir(parents=True)
     (tmp_path / "ImageSets/2017").mkdir(parents=True)
     (tmp_path / "ImageSets/2017/val.txt").write_text("s1\n")
-    write_annotation(tmp_path / "Annotations/480p/s1/00000.png", np.zeros((4, 4), np.uint8))
+    write_palette_png(tmp_path / "Annotations/480p/s1/00000.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(UserError, match="s1' has no frames"):
         list_sequences(tmp_path)

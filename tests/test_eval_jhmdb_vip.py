@@ -10,7 +10,7 @@ import torch
 from study.errors import UserError
 from study.evaluate import jhmdb, vip
 
-FIX = Path("/work/shared/fixtures")
+FIX = Path(__file__).parent / "fixtures"
 
 
 def test_golden_jhmdb_pck():

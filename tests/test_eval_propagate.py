@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from study.bench.propagate import DensePropagation
+from study.evaluate.dense import DensePropagation
 from study.config import EvalConfig
 from study.evaluate.propagate import LabelPropagation, PropagationParams, params_from_config, propagate_video, preset
 
-FIX = Path("/work/shared/fixtures")
+FIX = Path(__file__).parent / "fixtures"
 
 
 def load(name):
