@@ -14,7 +14,6 @@ import typer
 
 from study.errors import UserError
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 app = typer.Typer(help="SiamMAE Study: ablations of Siamese Masked Autoencoders, scheduled by Optuna, tracked in MLflow.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -98,7 +97,7 @@ def train(config: Optional[str] = typer.Option(None, help="a TOML file of overri
           set_: Optional[list[str]] = SetOpt, out: Optional[str] = typer.Option(None, help="run folder"),
           resume: bool = typer.Option(False, help="continue from the run folder's last checkpoint")) -> None:
     """One training run, no Optuna."""
-    from study.train_cli import train_command
+    from study.train.cli import train_command
 
     train_command(config=config, budget=budget, overrides=set_ or [], out=out, resume=resume)
 
@@ -209,9 +208,10 @@ def report(name: str = typer.Argument(..., help="a study name, or 'table2' for e
     report_command(name, budget=budget, tracking_uri=tracking_uri, out=out)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # these machines have no internet; MLflow would retry
     try:
-        app()
+        app(args=argv)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -65,7 +65,7 @@ def primary_value(metrics: dict[str, float], cfg: RunConfig) -> float:
 
 def run_trial(cfg: RunConfig, run_dir: Path, hooks: TrialHooks) -> dict[str, float]:
     """Train (resuming from run_dir), evaluate, log; -> final metrics. TrialFailed on a non-finite loss."""
-    from study.train import train
+    from study.train.engine import train
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(to_toml(cfg))
@@ -112,8 +112,8 @@ def evaluate_random_init(cfg: RunConfig, out_dir: Path, hooks: TrialHooks) -> di
 
 def _steps_for_epochs(cfg: RunConfig, epochs: float) -> int:
     """Optimizer steps in `epochs` effective epochs for this config (needs the training set's size)."""
-    from study.train_data import training_videos
-    from study.train_state import Schedule
+    from study.train.data import training_videos
+    from study.train.state import Schedule
 
     n = len(training_videos(cfg))
     sched = Schedule(n, cfg.data.repeated_sampling, cfg.train.batch_size, cfg.train.accum_iter, 1, cfg.train.epochs)

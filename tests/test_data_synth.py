@@ -11,7 +11,7 @@ from scipy.io import loadmat
 import study.data.default_sets as default_sets
 from study.data.scene import Scene
 from study.data.synth_eval import write_davis, write_jhmdb, write_vip
-from study.evaluate.davis import davis_palette
+from study.palette import davis_palette
 from study.data.synth_videos import write_video_set
 from study.data.video import find_videos, read_frames, video_info
 

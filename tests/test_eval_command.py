@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from study import cli
-from study.evaluate.davis import write_annotation
+from study.palette import write_palette_png
 
 
 def study(monkeypatch, capsys, *args):
@@ -33,7 +33,7 @@ def tiny_davis(root, rgb_annotation=False, frames=3):
         if rgb_annotation:
             Image.fromarray(np.stack([ids * 200] * 3, -1)).save(root / f"Annotations/480p/s1/{t:05d}.png")
         else:
-            write_annotation(root / f"Annotations/480p/s1/{t:05d}.png", ids)
+            write_palette_png(root / f"Annotations/480p/s1/{t:05d}.png", ids)
     return root
 
 

@@ -14,8 +14,8 @@ import torch
 from study.config import RunConfig, load_config
 from study.errors import UserError
 from study.model import build_model
-from study.train import NonFiniteLoss, build_optimizer, train
-from study.train_state import Schedule, learning_rate, load_checkpoint
+from study.train.engine import NonFiniteLoss, build_optimizer, train
+from study.train.state import Schedule, learning_rate, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

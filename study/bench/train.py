@@ -20,8 +20,8 @@ from study.config import RunConfig, load_config
 from study.data.dataset import default_workers
 from study.model import build_model
 from study.model.flops import pair_flops
-from study.train import autocast_dtype, resolve_device, train
-from study.train_data import build_training_data
+from study.train.engine import autocast_dtype, resolve_device, train
+from study.train.data import build_training_data
 
 
 def trainer_rate(cfg: RunConfig, steps: int) -> float:

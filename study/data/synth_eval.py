@@ -20,15 +20,11 @@ from study.data.scene import Scene
 from study.data.synth_videos import prepare_out, publish
 from study.data.textures import texture
 from study.errors import UserError
-from study.evaluate.davis import write_annotation  # the format's own writer, one definition
+from study.palette import write_palette_png
 
 JHMDB_SIZE = (240, 320)  # H, W of JHMDB frames
 VIP_SIZE = (240, 320)
 JHMDB_CLASSES = ("walk", "wave", "run", "jump")
-
-
-def save_palette_png(path: Path, ids: np.ndarray) -> None:
-    write_annotation(path, ids)
 
 
 def _in_temp(out: str | Path, fill) -> Path:
@@ -73,7 +69,7 @@ def write_davis(out: str | Path, n_sequences: int, n_frames: int, short_side: in
             for t in range(n_frames):
                 rgb, ids = scene.render(t)
                 Image.fromarray(rgb).save(jpg / f"{t:05d}.jpg", quality=95)
-                save_palette_png(ann / f"{t:05d}.png", ids)
+                write_palette_png(ann / f"{t:05d}.png", ids)
         (root / "ImageSets/2017").mkdir(parents=True)
         (root / "ImageSets/2017/val.txt").write_text("".join(f"{n}\n" for n in names))
 

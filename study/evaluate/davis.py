@@ -16,23 +16,10 @@ from PIL import Image
 
 from study.errors import UserError
 from study.evaluate import davis_metrics
+from study.evaluate.frames import contact_sheet, progress_bar, propagate_video, sheet_frames
+from study.palette import davis_palette, write_palette_png
 
 RESOLUTION = "480p"
-
-
-def davis_palette() -> list[int]:
-    """The DAVIS colour map (the PASCAL VOC bit-interleaving palette): id 0 black, 1 red, 2 green, 3 yellow, ..."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
 
 
 def read_annotation(path: Path) -> np.ndarray:
@@ -42,15 +29,6 @@ def read_annotation(path: Path) -> np.ndarray:
             raise UserError(f"{path}: annotation is a {im.mode} image; a palette ('P' mode) PNG whose pixel values are "
                             "object ids is expected (convert it with PIL: Image.quantize or putpalette)")
         return np.array(im)
-
-
-def write_annotation(path: Path, ids: np.ndarray) -> None:
-    """(H, W) uint8 ids -> palette PNG in the DAVIS colours, written atomically (temp file, then rename)."""
-    im = Image.fromarray(ids.astype(np.uint8), mode="P")
-    im.putpalette(davis_palette())
-    tmp = path.with_name(path.name + ".tmp")
-    im.save(tmp, format="PNG")
-    tmp.replace(path)
 
 
 @dataclass
@@ -120,3 +98,30 @@ def score_results(root: Path, results: Path, subset: str = "val") -> tuple[dict[
                          "F-Mean": float(f.mean()) if f.size else float("nan")})
     summary, object_rows = davis_metrics.summarize(per_object)
     return summary, object_rows, seq_rows
+
+
+def run(encoder, root: Path, params, eval_cfg, out: Path, device: str, bf16: bool) -> tuple[dict, list, list]:
+    """Propagate every sequence's first-frame mask, write palette PNGs and contact sheets, score: (summary in percent,
+    rows per object, rows per sequence)."""
+    sequences = list_sequences(root)
+    results = out / "results"
+    progress, task = progress_bar(sum(len(s.frames) for s in sequences), "DAVIS propagation")
+    with progress:
+        for seq in sequences:
+            first = read_annotation(seq.annotations[0])
+            first = np.where(first == davis_metrics.VOID, 0, first).astype(np.uint8)   # void scores as background
+            values = list(range(int(first.max()) + 1))
+            (results / seq.name).mkdir(parents=True, exist_ok=True)
+            shown, masks = [], []
+            for t, rgb, ids, _ in propagate_video(encoder, seq.frames, first, values, params, eval_cfg.short_side,
+                                                   device, bf16):
+                write_palette_png(results / seq.name / f"{seq.frames[t].stem}.png", first if t == 0 else ids)
+                if t in sheet_frames(len(seq.frames)):
+                    shown.append(rgb), masks.append(first if t == 0 else ids)
+                progress.advance(task)
+            contact_sheet(out / "sheets" / f"contact_{seq.name}.png", shown, masks, davis_palette())
+    summary, objects, seqs = score_results(root, results)
+    pct = {"jf_mean": summary["J&F-Mean"], "j_mean": summary["J-Mean"], "f_mean": summary["F-Mean"],
+           "j_recall": summary["J-Recall"], "f_recall": summary["F-Recall"], "j_decay": summary["J-Decay"],
+           "f_decay": summary["F-Decay"]}
+    return {k: 100 * v for k, v in pct.items()}, objects, seqs

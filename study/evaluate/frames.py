@@ -1,8 +1,9 @@
 """Evaluation frames: reading, resizing by DINO's rule, ImageNet normalization, encoding; label maps to the patch grid
-and soft labels back to image size; contact sheets."""
+and soft labels back to image size; contact sheets; the frame loop every segmentation runner shares."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from study.atomic import atomic_path
+from study.evaluate.propagate import LabelPropagation
+
 # DINO's eval_video_segmentation.py values (its std uses 0.228, not torchvision's 0.229)
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.228, 0.224, 0.225)
+SHEET_FRAMES = 4   # frames shown per sequence in a contact sheet
 
 
 def eval_size(height: int, width: int, short_side: int, patch: int) -> tuple[int, int]:
@@ -81,6 +86,36 @@ def contact_sheet(path: Path, images: list[np.ndarray], masks: list[np.ndarray],
     for t in tiles:
         sheet.paste(t, (x, 0))
         x += t.width + 4
-    tmp = path.with_name(path.name + ".tmp")
-    sheet.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
+
+
+def progress_bar(total: int, what: str):
+    """A rich progress bar on a terminal, nothing otherwise (trials run in workers whose output is a log)."""
+    from rich.progress import Progress
+
+    progress = Progress(disable=not sys.stderr.isatty(), transient=True)
+    return progress, progress.add_task(what, total=total)
+
+
+def sheet_frames(n: int) -> list[int]:
+    return sorted({round(i * (n - 1) / (SHEET_FRAMES - 1)) for i in range(SHEET_FRAMES)}) if n > 1 else [0]
+
+
+def propagate_video(encoder, frames: list[Path], first_ids: np.ndarray, values: list[int], params, short_side: int,
+                     device: str, bf16: bool):
+    """Yields (t, original rgb, predicted ids at the original size, soft labels (C, h, w)) for every frame; frame 0's
+    prediction is the given labels at patch resolution pushed through the same output path."""
+    patch = encoder.patch_size
+    with Image.open(frames[0]) as im:
+        size = eval_size(im.height, im.width, short_side, patch)
+    for t, path in enumerate(frames):
+        x, rgb = load_frame(path, size)
+        feats = encode(encoder, x, device, bf16)
+        if t == 0:
+            soft = labels_to_grid(first_ids, feats.shape[:2], values)
+            prop = LabelPropagation(params, feats, soft)
+        else:
+            soft = prop.step(feats)
+        ids = soft_to_ids(soft, patch, rgb.shape[:2], params.minmax_norm, values)
+        yield t, rgb, ids, soft

@@ -17,10 +17,13 @@ import scipy.io
 import torch
 
 from study.errors import UserError
+from study.evaluate.frames import encode, load_frame, progress_bar
+from study.evaluate.propagate import LabelPropagation
 
 JOINTS = ("neck", "belly", "head", "right_shoulder", "left_shoulder", "right_hip", "left_hip", "right_elbow",
           "left_elbow", "right_knee", "left_knee", "right_wrist", "left_wrist", "right_ankle", "left_ankle")
 SIGMA = 0.5
+SIDE = 320     # CRW resizes JHMDB frames to 320x320 (40x40 grid at stride 8); scaled with short_side / 480
 
 
 @dataclass
@@ -143,3 +146,46 @@ def pck(gts: list[np.ndarray], preds: list[np.ndarray], grids: list[tuple[int, i
         out[f"per_joint@{thr}"] = per_joint
         out[f"pck@{thr}"] = float(np.mean(per_joint))
     return out
+
+
+def run(encoder, root: Path, params, eval_cfg, out: Path, device: str, bf16: bool) -> tuple[dict, list, list]:
+    """Propagate each video's first-frame joints, write keypoints (.npy, pixels), score: ({pck_0.1, pck_0.2} in
+    percent, rows per joint, rows per video)."""
+    videos = list_videos(root)
+    patch = encoder.patch_size
+    side = max(patch, SIDE * eval_cfg.short_side // 480 // patch * patch)
+    gts, preds, grids, sizes, rows = [], [], [], [], []
+    (out / "keypoints").mkdir(parents=True, exist_ok=True)
+    progress, task = progress_bar(sum(len(v.frames) for v in videos), "JHMDB propagation")
+    with progress:
+        for video in videos:
+            pos = read_joints(video.joints)
+            n = min(pos.shape[2], len(video.frames))
+            with Image.open(video.frames[0]) as im:
+                width, height = im.size
+            grid = (side // patch, side // patch)
+            joints0 = np.stack([(pos[0, :, 0] - 1) * grid[1] / width, (pos[1, :, 0] - 1) * grid[0] / height])
+            coords = np.zeros((2, len(JOINTS), n), np.float32)
+            prop = None
+            for t, path in enumerate(video.frames[:n]):
+                x, _ = load_frame(path, (side, side))
+                feats = encode(encoder, x, device, bf16)
+                if t == 0:
+                    soft = joint_heatmaps(joints0, feats.shape[:2])
+                    prop = LabelPropagation(params, feats, soft)
+                else:
+                    soft = prop.step(feats)
+                coords[:, :, t] = keypoints_from_heatmaps(soft)
+                progress.advance(task)
+            gts.append(pos[:, :, :n]), preds.append(coords), grids.append(grid), sizes.append((height, width))
+            pixels = np.where(coords[:1] < 0, -1, coords * np.array([width / grid[1], height / grid[0]],
+                                                                     np.float32).reshape(2, 1, 1))
+            name = video.name.replace("/", "__")
+            np.save(out / "keypoints" / f"{name}.npy", pixels.astype(np.float32))
+            one = pck([pos[:, :, :n]], [coords], [grid], [(height, width)]) if n > 1 else {}
+            rows.append({"video": video.name, "frames": n, "pck_0.1": one.get("pck@0.1", float("nan")),
+                         "pck_0.2": one.get("pck@0.2", float("nan"))})
+    res = pck(gts, preds, grids, sizes)
+    joints = [{"joint": j, "pck_0.1": a, "pck_0.2": b}
+              for j, a, b in zip(JOINTS, res["per_joint@0.1"], res["per_joint@0.2"])]
+    return {"pck_0.1": res["pck@0.1"], "pck_0.2": res["pck@0.2"]}, joints, rows

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from study.atomic import atomic_path
 from study.errors import UserError
+from study.evaluate.frames import contact_sheet, progress_bar, propagate_video, sheet_frames
 
 N_CLASSES = 20
 CLASSES = ("background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants", "gloves",
@@ -104,3 +106,31 @@ def score_folder(gt_dir: Path, pred_dir: Path) -> tuple[dict, np.ndarray]:
         gt = read_categories(gt_path)
         hist += confusion(gt, read_prediction(pred_path, gt.shape))
     return scores(hist), hist
+
+
+def run(encoder, root: Path, params, eval_cfg, out: Path, device: str, bf16: bool) -> tuple[dict, list, list]:
+    """Propagate each video's first-frame parts, write class-id PNGs and contact sheets, score: ({miou} in percent,
+    rows per class, rows per video)."""
+    videos = list_videos(root)
+    results = out / "results"
+    gray = [v for i in range(256) for v in (i * 11 % 256, i * 47 % 256, i * 89 % 256)]  # distinct sheet colours
+    progress, task = progress_bar(sum(len(v.frames) for v in videos), "VIP propagation")
+    with progress:
+        for video in videos:
+            first = read_categories(video.annotations[0])
+            values = sorted(int(v) for v in np.unique(first) if v < N_CLASSES)
+            (results / video.name).mkdir(parents=True, exist_ok=True)
+            shown, masks = [], []
+            for t, rgb, ids, _ in propagate_video(encoder, video.frames, first, values, params, eval_cfg.short_side,
+                                                   device, bf16):
+                path = results / video.name / f"{video.frames[t].stem}.png"
+                with atomic_path(path) as tmp:
+                    Image.fromarray(ids, mode="L").save(tmp, format="PNG")
+                if t in sheet_frames(len(video.frames)):
+                    shown.append(rgb), masks.append(ids)
+                progress.advance(task)
+            contact_sheet(out / "sheets" / f"contact_{video.name}.png", shown, masks, gray)
+    res, _ = score_folder(Path(root) / "VIP_Fine" / "Annotations" / "Category_ids", results)
+    classes = [{"class": c, "iou": float(i), "accuracy": float(a)}
+               for c, i, a in zip(CLASSES, res["class_iou"], res["class_acc"])]
+    return {"miou": 100 * res["miou"]}, classes, [{"video": v.name, "frames": len(v.frames)} for v in videos]

@@ -13,6 +13,7 @@ import timm
 import torch
 from torch import nn
 
+from study.atomic import atomic_path
 from study.config import ENCODER_PRESETS
 
 # preset -> timm architecture family; the registered names exist for these patch sizes at 224
@@ -58,7 +59,6 @@ def save_timm_export(model: nn.Module, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": "timm-vit", "timm_name": timm_model_name(model), "timm_kwargs": timm_kwargs(model),
                "state_dict": export_timm(model)}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path

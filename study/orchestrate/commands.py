@@ -17,9 +17,6 @@ from study.errors import UserError
 from study.orchestrate.queue import Slot, planned_slots
 from study.studies import StudySpec, load_study, study_names
 
-# Training pairs/s at each budget, measured on this 2-core machine (DESIGN.md: ViT-S/16 + cross-self decoder, bf16,
-# for paper; the mini model at 64 px for cpu; a smoke study run for smoke). Used only for --dry-run's estimate.
-MEASURED_PAIRS_PER_S = {"smoke": 120.0, "cpu": 190.0, "paper": 4.9}
 ROOT_KEYS = {"davis": "eval.davis_root", "jhmdb": "eval.jhmdb_root", "vip": "eval.vip_root"}
 
 

@@ -21,6 +21,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
+from study.atomic import write_text
 from study.config import load_config, parse_set
 from study.orchestrate.queue import Slot, new_search_trial, pop_waiting, run_dir, slot_of, suggest_search
 from study.orchestrate.storage import HEARTBEAT_S, RunFolderLock, open_storage, study_lock, study_name
@@ -167,9 +168,7 @@ def _run_tracked(job: Job, spec: StudySpec, study: optuna.Study, trial: optuna.T
             "study.cell_key": slot.cell.key, "study.is_default": str(slot.cell.is_default).lower(),
             "study.seed": str(slot.seed), "optuna.trial_number": str(trial.number), "study.run_dir": str(rdir)}
     run = TrialRun(job.tracking_uri, job.experiment_id, job.parent_run_id, tags, cfg.flat(), run_id=known_run)
-    tmp = id_file.with_suffix(".tmp")
-    tmp.write_text(run.run_id)
-    tmp.replace(id_file)
+    write_text(id_file, run.run_id)
     trial.set_user_attr("mlflow_run_id", run.run_id)
     hooks = Hooks(run, trial, spec.pruning)
     failure = None

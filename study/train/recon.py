@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from PIL import Image
+
+from study.atomic import atomic_path
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -51,7 +54,6 @@ def save_reconstruction(model, f1: torch.Tensor, f2: torch.Tensor, path: Path, s
     grid = torch.cat([torch.cat(row, dim=1) for row in zip(*columns)], dim=0).numpy()  # (B*H, 4*W, 3), a pair per row
     img = Image.fromarray(grid)
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    img.save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        img.save(tmp)
     return path

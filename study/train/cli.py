@@ -30,7 +30,7 @@ def train_command(config: str | None, budget: str | None, overrides: list[str], 
     if resume and not (run_dir / "checkpoint.pt").exists():
         raise UserError(f"--resume: {run_dir} has no checkpoint.pt; drop --resume to start a new run there")
 
-    from study.train import train  # torch and timm load here, not at `study --help`
+    from study.train.engine import train  # torch and timm load here, not at `study --help`
 
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)

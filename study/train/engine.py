@@ -22,9 +22,9 @@ from timm.optim import param_groups_weight_decay
 from study.config import RunConfig
 from study.errors import UserError
 from study.model import SiamMAE, build_model
-from study.progress import TrainProgress
-from study.recon import save_reconstruction
-from study.train_state import CHECKPOINT, Schedule, learning_rate, load_checkpoint, save_checkpoint, set_rng_state
+from study.train.progress import TrainProgress
+from study.train.recon import save_reconstruction
+from study.train.state import CHECKPOINT, Schedule, learning_rate, load_checkpoint, save_checkpoint, set_rng_state
 
 MetricsCallback = Callable[[dict[str, float], int], None]
 PeriodicCallback = Callable[[SiamMAE, int, float], bool]  # (model, step, epoch) -> stop early (pruned)
@@ -90,7 +90,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True, on_metrics: Met
           progress: bool = True) -> TrainResult:
     """Train SiamMAE as `cfg` says, in `run_dir` (checkpoints, recon.png). Resumes from run_dir's checkpoint when asked.
     `periodic` = (every n optimizer steps, callback): intermediate evaluations; the callback returns True to stop."""
-    from study.train_data import build_training_data  # decord only where training runs
+    from study.train.data import build_training_data  # decord only where training runs
 
     run_dir.mkdir(parents=True, exist_ok=True)
     rank, world = setup_distributed()

@@ -6,13 +6,13 @@ A checkpoint is a plain dict of tensors and numbers, so `torch.load(weights_only
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from study.atomic import atomic_path
 from study.config import RunConfig, TrainConfig
 from study.data.pairs import steps_per_effective_epoch, steps_per_pass
 from study.model.load import safe_load
@@ -86,12 +86,8 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "micro_step": micro_step,
              "config": cfg.to_dict(), "rng": rng_state(), "losses": torch.tensor(losses, dtype=torch.float64),
              "finished": finished}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path, durable=True) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
