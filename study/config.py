@@ -243,6 +243,17 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
             raise UserError(f"{source}: eval.datasets has {name!r}; choose from {', '.join(EVAL_DATASETS)}")
 
 
+def keep_count(num_patches: int, mask_ratio: float) -> int:
+    """Patches a frame keeps visible at `mask_ratio`: MAE's `len_keep = int(L * (1 - mask_ratio))`."""
+    return int(num_patches * (1 - mask_ratio))
+
+
+def visible_patches(m: ModelConfig) -> tuple[int, int]:
+    """(f1, f2) visible patch counts of a model config; f1 keeps every patch under asymmetric masking."""
+    n = (m.img_size // m.patch_size) ** 2
+    return keep_count(n, m.mask_ratio_f1), keep_count(n, m.mask_ratio)
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
     """`--set key=value` flags -> {key: value}; values are TOML (numbers, true, [4, 48], "text"), bare words are strings."""
     out: dict[str, Any] = {}

@@ -16,11 +16,9 @@ import math
 
 import torch
 
+from study.config import keep_count
+
 STRATEGIES = ("random", "block", "grid")
-
-
-def keep_count(num_patches: int, mask_ratio: float) -> int:
-    return int(num_patches * (1 - mask_ratio))
 
 
 def random_masking(x: torch.Tensor, mask_ratio: float, strategy: str = "random", grid_hw: tuple[int, int] | None = None,
