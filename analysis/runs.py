@@ -10,7 +10,8 @@ from typing import Any
 
 import polars as pl
 
-from study.studies import ALL_METRICS, Cell, StudySpec
+from study.metrics import ALL_METRICS
+from study.studies import Cell, StudySpec
 
 # The order a seed's runs are ranked in when a (cell, seed) has several runs (a retry after a failure, a resumed run):
 # a finished run wins, then one still running, then the newest failure.

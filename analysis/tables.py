@@ -14,12 +14,12 @@ import polars as pl
 from analysis.paper import NOT_REPORTED, paper_entry
 from analysis.runs import baseline_summary, cell_summary
 from analysis.stats import METHOD_NOTE, difference
+from study.metrics import LABELS, LOWER_IS_BETTER
 from study.studies import StudySpec
 
 # The paper's columns (Table 1 / Table 2), in its order: DAVIS J&F / J / F, VIP mIoU, JHMDB PCK@0.1 / PCK@0.2.
-COLUMNS = {"davis.jf_mean": "DAVIS J&F", "davis.j_mean": "J", "davis.f_mean": "F", "vip.miou": "VIP mIoU",
-           "jhmdb.pck_0.1": "PCK@0.1", "jhmdb.pck_0.2": "PCK@0.2"}
-LOWER_IS_BETTER = {"davis.j_decay", "davis.f_decay"}
+COLUMNS = {k: LABELS[k] for k in ("davis.jf_mean", "davis.j_mean", "davis.f_mean", "vip.miou", "jhmdb.pck_0.1",
+                                   "jhmdb.pck_0.2")}
 PAPER_NOTE = ("paper: the published number for that setting (ViT-S/16, 400 epochs, Kinetics-400, unless marked); "
               "[P] read from the paper, [S] quoted by a later paper; \"not reported\" where the paper gives none.")
 

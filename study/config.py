@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from study.errors import UserError
+from study.metrics import METRICS
 
 # Encoder presets: name -> (width, depth, heads). tiny/small/base are the ViT sizes of the literature;
 # micro and mini are for the smoke and CPU budgets.
@@ -32,7 +33,7 @@ DECODERS = ("cross-self", "cross", "joint")
 MASK_STRATEGIES = ("random", "block", "grid")
 AUGMENTATIONS = ("none", "crop", "crop_flip", "crop_flip_color")
 PRECISIONS = ("auto", "fp32", "bf16")
-EVAL_DATASETS = ("davis", "jhmdb", "vip")
+EVAL_DATASETS = tuple(METRICS)
 PROTOCOLS = ("paper", "dino", "crw")
 BUDGETS = ("smoke", "cpu", "paper")
 
@@ -111,6 +112,9 @@ class EvalConfig:
     pos_embed: str = _f("interpolate", "position embedding at the evaluation grid: interpolate the training grid's (as "
                         "DINO's evaluation does) or extend sin-cos to integer positions", choices=("interpolate", "extend"))
     every_epochs: float = _f(0.0, "intermediate evaluation every this many effective epochs (0 = only at the end)", lo=0.0)
+    synth_sequences: int = _f(4, "generated DAVIS set (when davis_root is empty): sequences", lo=1)
+    synth_frames: int = _f(24, "generated DAVIS set: frames per sequence", lo=2)
+    synth_seed: int = _f(0, "generated evaluation sets: seed (another seed = another set, same distribution)")
 
 
 @dataclass

@@ -15,14 +15,8 @@ from typing import Any
 
 from study.config import RunConfig, apply_overrides, experiments_dir, flatten, read_toml
 from study.errors import UserError
+from study.metrics import ALL_METRICS, METRICS
 
-# What a trial can report, in the paper's units (percent). `<dataset>.<metric>`.
-METRICS = {
-    "davis": ("jf_mean", "j_mean", "f_mean", "j_recall", "f_recall", "j_decay", "f_decay"),
-    "jhmdb": ("pck_0.1", "pck_0.2"),
-    "vip": ("miou",),
-}
-ALL_METRICS = tuple(f"{d}.{m}" for d, ms in METRICS.items() for m in ms)
 TOP_KEYS = {"title", "question", "table", "primary_metric", "direction", "seeds", "evaluations", "base", "axes", "default",
             "variants", "search", "pruning", "notes"}
 

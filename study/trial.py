@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from study.config import RunConfig, state_dir, to_toml
+from study.config import RunConfig, to_toml
 from study.errors import UserError
 
 
@@ -25,26 +25,15 @@ class TrialFailed(Exception):
     """The trial cannot finish (non-finite loss, unreadable data): the reason is one line; the study goes on."""
 
 
-def eval_root(cfg: RunConfig, dataset: str) -> Path:
-    """The user's dataset root from the config, else the generated default set (made once, cached)."""
-    root = getattr(cfg.eval, f"{dataset}_root")
-    if root:
-        return Path(root)
-    from study.data import default_sets
-
-    if dataset == "davis":
-        return default_sets.ensure_davis_set(state_dir(cfg), short_side=cfg.eval.short_side)
-    return getattr(default_sets, f"ensure_{dataset}_set")(state_dir(cfg))
-
-
 def evaluate_all(encoder, cfg: RunConfig, out_dir: Path, hooks: TrialHooks | None, step: int) -> dict[str, float]:
     """Every dataset of eval.datasets -> {'davis.jf_mean': ..., 'jhmdb.pck_0.1': ...} in percent."""
+    from study.data.default_sets import dataset_root
     from study.evaluate.run import evaluate_dataset
 
     metrics: dict[str, float] = {}
     t0 = time.perf_counter()
     for name in cfg.eval.datasets:
-        summary = evaluate_dataset(encoder, name, eval_root(cfg, name), cfg.eval, out_dir / name)
+        summary = evaluate_dataset(encoder, name, dataset_root(cfg, name), cfg.eval, out_dir / name)
         metrics.update({f"{name}.{k}": float(v) for k, v in summary.items()})
         if hooks:
             for sheet in sorted((out_dir / name / "sheets").glob("contact_*.png"))[:4]:
@@ -58,9 +47,9 @@ def evaluate_all(encoder, cfg: RunConfig, out_dir: Path, hooks: TrialHooks | Non
 
 
 def primary_value(metrics: dict[str, float], cfg: RunConfig) -> float:
-    first = cfg.eval.datasets[0]
-    key = {"davis": "davis.jf_mean", "jhmdb": "jhmdb.pck_0.1", "vip": "vip.miou"}[first]
-    return metrics[key]
+    from study.metrics import PRIMARY
+
+    return metrics[PRIMARY[cfg.eval.datasets[0]]]
 
 
 def run_trial(cfg: RunConfig, run_dir: Path, hooks: TrialHooks) -> dict[str, float]:

@@ -39,6 +39,21 @@ def _ensure(state_dir: str | Path, name: str, write: Callable[[Path], object]) -
     return folder
 
 
+def dataset_root(cfg, dataset: str) -> Path:
+    """Where `dataset` ('davis' | 'jhmdb' | 'vip') is read from for a RunConfig: eval.<dataset>_root when set, else the
+    generated set in the state folder (made on first use, then cached)."""
+    from study.config import state_dir
+
+    configured = getattr(cfg.eval, f"{dataset}_root")
+    if configured:
+        return Path(configured)
+    state, e = state_dir(cfg), cfg.eval
+    if dataset == "davis":
+        return ensure_davis_set(state, short_side=e.short_side, n_sequences=e.synth_sequences, n_frames=e.synth_frames,
+                                seed=e.synth_seed)
+    return {"jhmdb": ensure_jhmdb_set, "vip": ensure_vip_set}[dataset](state, seed=e.synth_seed)
+
+
 def ensure_train_set(state_dir: str | Path, n_videos: int, n_frames: int, size: int, seed: int) -> Path:
     """The generated training videos (mp4), e.g. <state_dir>/data/train-256x40-96px-s0-v1/."""
     return _ensure(state_dir, f"train-{n_videos}x{n_frames}-{size}px-s{seed}",
