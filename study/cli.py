@@ -139,6 +139,30 @@ def bench_davis_metrics(frames: int = 50) -> None:
     run(frames=frames)
 
 
+@bench_app.command("noise")
+def bench_noise(budget: Optional[str] = None, seeds: int = typer.Option(3, help="training seeds (and random inits)"),
+                eval_sets: int = typer.Option(3, help="generated DAVIS sets (eval.synth_seed 0, 1, ...)"),
+                set_: Optional[list[str]] = SetOpt, workers: int = typer.Option(1, help="processes in parallel"),
+                delta: float = typer.Option(2.0, help="the J&F difference to resolve"),
+                out: Optional[str] = typer.Option(None, help="default: <state>/bench-noise-<budget>")) -> None:
+    """Seed-to-seed spread of DAVIS J&F at a budget, split into training-seed and evaluation-set parts, and the seeds
+    a study needs to resolve a difference. Example: study bench noise --budget cpu --seeds 3 --eval-sets 3"""
+    from pathlib import Path
+
+    from study.config import default_budget, load_config, parse_set, state_dir
+
+    if seeds < 2 or eval_sets < 1 or workers < 1:
+        raise UserError(f"--seeds {seeds} --eval-sets {eval_sets} --workers {workers}: need seeds >= 2, eval sets >= 1, "
+                        "workers >= 1")
+    budget = budget or default_budget()
+    overrides = parse_set(set_ or [])
+    cfg = load_config(budget, overrides=overrides)
+    from study.bench.noise import bench_noise as run
+
+    run(budget, overrides, seeds, eval_sets, Path(out) if out else state_dir(cfg) / f"bench-noise-{budget}",
+        workers=workers, delta=delta)
+
+
 @bench_app.command("tracking")
 def bench_tracking(system_metrics: bool = True, epochs: Optional[float] = None) -> None:
     """MLflow's share of one real smoke trial's wall time (target < 2%)."""
