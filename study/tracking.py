@@ -206,6 +206,17 @@ def fetch_study_runs(study: str, budget: str | None = None, tracking_uri: str | 
     return [_run_dict(client, r) for r in runs if r.data.tags.get("study.role") in ("trial", "baseline")]
 
 
+def fetch_parent_tags(study: str, budget: str, tracking_uri: str | None = None) -> list[dict[str, str]]:
+    """The tags of the study's parent runs at `budget` (how the study was run: command, commit, versions), newest
+    first; [] when there is none. Read only (the report's provenance)."""
+    client = _client(resolve_tracking_uri(tracking_uri, state_dir()))
+    exp = client.get_experiment_by_name(experiment_name(study, budget))
+    if exp is None:
+        return []
+    runs = _search(client, exp.experiment_id, "tags.`study.role` = 'parent'")
+    return [dict(r.data.tags) for r in sorted(runs, key=lambda r: r.info.start_time or 0, reverse=True)]
+
+
 def metric_history(run_id: str, key: str, tracking_uri: str) -> list[tuple[int, float]]:
     """(step, value) of one metric of one run, by step."""
     return sorted((m.step, m.value) for m in _client(tracking_uri).get_metric_history(run_id, key))
