@@ -145,6 +145,22 @@ def test_an_existing_report_is_updated_file_by_file(runs, tmp_path, monkeypatch)
                                                         "screenshots", "table.csv", "table.html", "table.tex"]
 
 
+def test_a_write_that_fails_halfway_leaves_the_old_file(tmp_path, monkeypatch):
+    (tmp_path / "report.md").write_text("old report")
+
+    def half_then_full_disk(self, text, encoding=None):
+        with open(self, "w") as f:
+            f.write(text[:5])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half_then_full_disk)
+    with pytest.raises(OSError):
+        report_mod.write_files(tmp_path, {"report.md": "a new report"})
+    monkeypatch.undo()
+    assert (tmp_path / "report.md").read_text() == "old report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+
+
 def test_out_that_is_a_file_is_a_user_error(runs, tmp_path):
     runs[("mask_ratio", "cpu")] = mask_ratio_records()
     (tmp_path / "f").write_text("x")
