@@ -17,7 +17,7 @@ import polars as pl
 from analysis import plots, provenance
 from analysis.findings import Findings, study_findings
 from analysis.paper import paper_table
-from analysis.protocol import recorded_values, values_text
+from analysis.protocol import described_values, recorded_values, values_text
 from analysis.runs import loss_frame, runs_frame
 from analysis.table_csv import to_csv
 from analysis.tables import Table, build_table, factor_name, to_html, to_latex, to_markdown
@@ -127,8 +127,8 @@ def study_part(spec: StudySpec, records: list[dict], parent_tags: list[dict[str,
     panels = _extreme_cells(f)
     png = plots.propagation_strip(panels)
     _add(part, png, f"{prefix}propagation.png",
-         "DAVIS label propagation of the cells with the highest and the lowest mean (one sequence, the first seed "
-         "with a contact sheet); the sheet shows what the evaluation drew: frames, ground truth and prediction")
+         "DAVIS label propagation of the cells with the highest and the lowest mean: each panel is the contact sheet "
+         "the evaluation drew for one sequence (of the first seed that has one)")
     return part
 
 
@@ -172,7 +172,8 @@ def setup_lines(f: Findings, records: list[dict], frame: pl.DataFrame) -> list[t
     evaluation = [f"label propagation, protocol {', '.join(f'`{x}`' for x in protocols) or '?'}"]
     for d in datasets:
         where = p.get(f"eval.{d}_root") or "generated set"
-        values = values_text(recorded_values(first.get("artifact_dir"), d), p.get("eval.short_side"))
+        values = recorded_values(first.get("artifact_dir"), d) or described_values(p, d)
+        values = values_text(values, p.get("eval.short_side"))
         evaluation.append(f"{d} ({where}): {values}")
     budget = f.budget
     return [

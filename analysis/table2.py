@@ -58,14 +58,14 @@ def comparison_lines(parts: list[tuple[str, StudyPart]]) -> list[str]:
         m = f.primary
         protocols = sorted({p for r in f.rows for p in r.summary["protocols"]})
         made = f"`{f.budget}`, " + (", ".join(f"`{p}`" for p in protocols) or "?")
-        for r in f.rows:
+        for r in f.rows + ([f.baseline] if f.baseline else []):
             s = r.summary
             ours = (f"{format_mean_std(r.mean(m), s[f'{m}.std'])} (n={s['n']})" if s["n"] else
                     f"no finished seed ({s['state']})")
             d = r.diff.get(m)
             delta = "—" if r is f.default else (d.text() if d else "")
-            verdict = "—" if r is f.default else r.agreement.get(m, "")
-            label = r.label + (" (default)" if s["is_default"] else "")
+            verdict = "" if r.role == "baseline" else "—" if r is f.default else r.agreement.get(m, "")
+            label = r.label + (" (default)" if s.get("is_default") else "")
             out.append(f"| {letter} {part.spec.title} | {made} | {label} | {LABELS[m]} | {r.paper_text(m)} | {ours} "
                        f"| {delta} | {verdict} |")
     return out + [""]
@@ -107,5 +107,6 @@ def _finding_lines(parts: list[tuple[str, StudyPart]]) -> list[str]:
     out = []
     for letter, part in parts:
         f = part.findings
-        out.append(f"- **{letter} {part.spec.title}** [{f.budget}]: {f.headline} {f.training_text}")
+        out.append(f"- **{letter} {part.spec.title}** [{f.budget}]. Does training help? {f.training_text} "
+                   f"Finding: {f.headline}")
     return out + [""]

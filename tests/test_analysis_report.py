@@ -95,18 +95,28 @@ def test_study_report_files(runs, tmp_path):
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temp files left
 
 
-def test_setup_names_the_protocol_and_its_values(runs, tmp_path):
+def test_setup_names_the_protocol_and_its_values(runs, tmp_path, monkeypatch):
+    """The values come from what the evaluation recorded (eval/<dataset>/summary.json, `params`)."""
     recs = mask_ratio_records()
     art = tmp_path / "art"
     (art / "eval" / "davis").mkdir(parents=True)
-    (art / "eval" / "davis" / "summary.json").write_text(json.dumps(
-        {"params": {"context": "crw", "queue": 20, "neighborhood": 20, "topk": 7, "temperature": 0.7}}))
+    (art / "eval" / "davis" / "summary.json").write_text(json.dumps({"params": {
+        "protocol": "paper", "dataset": "davis", "context": "crw", "queue": 20, "neighborhood": 20, "topk": 7,
+        "temperature": 0.7, "norm_mask": False, "frames": "exactly 192x352 (aspect ignored)", "short_side": 192,
+        "mean": [0.485, 0.456, 0.406], "first_labels": "soft", "nearest": "floor", "pos_embed": "bicubic"}}))
     recs[2]["artifact_dir"] = str(art)
     runs[("mask_ratio", "cpu")] = recs
     md = (report_command("mask_ratio", out=str(tmp_path / "rep")) / "report.md").read_text()
+    assert ("| evaluation | label propagation, protocol `paper`; davis (generated set): crw context, 20 context frames, "
+            "radius 20, top-7, temperature 0.7, frames exactly 192x352 (aspect ignored), soft first-frame labels, "
+            "bicubic position embedding |") in md
+    # nothing recorded and nothing to work it out from: said, with the scale the run logged
+    recs[2]["artifact_dir"] = None
+    monkeypatch.setattr(report_mod, "described_values", lambda params, dataset: None)
+    md = (report_command("mask_ratio", out=str(tmp_path / "rep")) / "report.md").read_text()
     short = load_config("cpu").eval.short_side
-    assert ("| evaluation | label propagation, protocol `paper`; davis (generated set): crw context, context 20 frames, "
-            f"neighbourhood 20, top-k 7, temperature 0.7, frames at short side {short} px |") in md
+    assert ("| evaluation | label propagation, protocol `paper`; davis (generated set): values not recorded; frames at "
+            f"short side {short} px |") in md
 
 
 def test_report_lands_in_the_working_directory_and_leaves_the_checkout_alone(runs, tmp_path, monkeypatch):
@@ -247,7 +257,11 @@ def test_table2_compares_each_study_with_the_paper(runs, tmp_path):
     # cross-self (50, 51) vs cross (45, 46): -5.0, Welch df = 2, t(0.975, 2) * sqrt(0.5 + 0.5)... resolved, as the paper
     assert ("| (c) Decoder | `smoke`, `paper` | cross | DAVIS J&F | 52.2 [S] | 45.5 ± 0.7 (n=2) | -5.0 [-8.0, -2.0] "
             "worse | agree |") in summary
-    assert "- **(c) Decoder** [smoke]: Over 2 seeds per cell, cross-self beats cross by 5.0 DAVIS J&F points" in md
+    assert ("| (a) Mask ratio | `cpu`, `paper` | random init | DAVIS J&F | not reported | 44.4 (n=1) | "
+            "-7.9 [-14.5, -1.3] worse |  |") in summary
+    assert ("- **(c) Decoder** [smoke]. Does training help? The random-init encoder was not evaluated, so this report "
+            "cannot say whether training helped at all. Finding: Over 2 seeds per cell, cross-self beats cross by 5.0 "
+            "DAVIS J&F points") in md
     assert "| (b) Patch size | `cpu`, `dino`, `paper` | 8 | DAVIS J&F | 71.4 [P, 2000 ep.] | 48.0 (n=1) |" in summary
     tex = (out / "table.tex").read_text()
     assert tex.count(r"\begin{tabular}") == 4 and tex.count(r"\bottomrule") == 4
