@@ -141,6 +141,8 @@ def test_paper_numbers_only_beside_rows_evaluated_with_the_paper_protocol():
     recs = [record("decoder", "cross-self", 0, metrics=davis(50.0, 49.0, 51.0), params={"eval.temperature": 0.05})]
     md = to_markdown(table_of("decoder", recs))
     assert "| cross-self (default) | 50.0 | n/a: paper + eval.temperature=0.05 |" in md
+    recs = [record("decoder", "cross-self", 0, metrics=davis(50.0, 49.0, 51.0), params={"eval.pos_embed": "extend"})]
+    assert "| cross-self (default) | 50.0 | n/a: paper + eval.pos_embed=extend |" in to_markdown(table_of("decoder", recs))
 
 
 def test_a_column_per_metric_present_in_the_runs():
