@@ -207,7 +207,12 @@ def _won(d: Difference, metric: str) -> bool:
 def headline_sentence(spec: StudySpec, rows: list[Row], default: Row | None) -> str:
     """One sentence on what the study found on its primary metric, each claim backed by its 95% interval."""
     metric, label = spec.primary_metric, LABELS[spec.primary_metric]
-    if default is None or not default.summary["n"]:
+    if default is None:
+        if spec.is_search:
+            return (f"A search over {', '.join(p.key for p in spec.search)}: its trials are listed, and no difference "
+                    f"between them is tested.")
+        return "No comparison: the study names no default cell to measure differences against."
+    if not default.summary["n"]:
         return (f"No comparison: the default row has no finished seed, and every difference in {label} is measured "
                 f"against it.")
     others = [r for r in rows if r is not default and r.summary["n"] and metric in r.diff and r.diff[metric].delta is not None]

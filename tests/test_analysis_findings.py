@@ -6,7 +6,7 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from analysis.findings import study_findings
+from analysis.findings import headline_sentence, study_findings
 from analysis.runs import runs_frame
 from analysis.tables import build_table, to_markdown
 from study.studies import load_study
@@ -122,3 +122,11 @@ def test_decoder_verdicts_follow_the_sourced_direction_only():
     assert f.headline.startswith("Over 3 seeds per cell, cross-self beats joint by 10.0 DAVIS J&F points (95% CI [")
     assert "; cross-self beats cross by 5.0 DAVIS J&F points (95% CI [+2.7, +7.3]), as the paper found the cross-self " \
            "decoder better than cross-attention only (58.1 vs 52.2 DAVIS J&F at 400 epochs [S])." in f.headline
+
+
+def test_a_search_and_a_missing_default_say_there_is_no_comparison():
+    assert headline_sentence(load_study("lr_temperature"), [], None) == ("A search over train.blr, eval.temperature: its trials are listed, "
+                                                 "and no difference between them is tested.")
+    f = mask_ratio({"0.5": [55.0, 56.0]})
+    assert f.headline == ("No comparison: the default row has no finished seed, and every difference in DAVIS J&F is "
+                          "measured against it.")
