@@ -63,20 +63,17 @@ def _code(value: str | None) -> str:
     return f"`{value}`" if value else NOT_RECORDED
 
 
-def run_lines(tags: list[dict[str, str]]) -> list[tuple[str, str]]:
-    """How the study was run, from its parent runs' tags (newest first). Several parents (the study run with other
-    overrides, or under another storage) each say their command."""
-    if not tags:
+def run_lines(parent: dict | None) -> list[tuple[str, str]]:
+    """How the study was run, from its parent run's tags (`study.tracking.fetch_parent_run`)."""
+    if not parent:
         return [("study run", "no parent run found: " + NOT_RECORDED)]
-    newest = tags[0]
-    commands = [t.get(COMMAND) for t in tags]
-    lines = [("study run", "; ".join(_code(c) for c in dict.fromkeys(commands))),
-             ("overrides (`--set`)", overrides_text(newest.get(OVERRIDES))),
-             ("project commit of the runs", _code(newest.get(GIT_COMMIT))),
-             ("versions", versions_text(newest.get(VERSIONS))),
-             ("state folder", _code(newest.get(STATE_DIR))),
-             ("Optuna storage", _code(newest.get(STORAGE)))]
-    return lines
+    tags = parent.get("tags") or {}
+    return [("study run", _code(tags.get(COMMAND))),
+            ("overrides (`--set`)", overrides_text(tags.get(OVERRIDES))),
+            ("project commit of the runs", _code(tags.get(GIT_COMMIT))),
+            ("versions", versions_text(tags.get(VERSIONS))),
+            ("state folder", _code(tags.get(STATE_DIR))),
+            ("Optuna storage", _code(tags.get(STORAGE)))]
 
 
 def report_lines(command: str, now: dt.datetime | None = None) -> list[tuple[str, str]]:

@@ -80,8 +80,8 @@ def report_command(name: str, budget: str | None = None, tracking_uri: str | Non
             b = f" [{budget}]" if budget else ""
             flag = f" --budget {budget}" if budget else ""
             raise UserError(f"no finished runs for study {name}{b}; run `study run {name}{flag}` first")
-        tags = tracking.fetch_parent_tags(name, budget_of(records), tracking_uri)
-        files = study_files(spec, records, tags, command)
+        parent = tracking.fetch_parent_run(name, budget_of(records), tracking_uri)
+        files = study_files(spec, records, parent, command)
     write_files(out_dir, files)
     print(f"report: {out_dir / 'report.md'}")
     return out_dir
@@ -109,13 +109,13 @@ def write_files(folder: Path, files: dict[str, str | bytes]) -> None:
 
 
 # ---------------------------------------------------------------- one study
-def study_part(spec: StudySpec, records: list[dict], parent_tags: list[dict[str, str]], prefix: str = "",
+def study_part(spec: StudySpec, records: list[dict], parent: dict | None, prefix: str = "",
                title: str | None = None) -> StudyPart:
     """Findings, table, setup, provenance and plots of one study; the plots are named `<prefix><name>.png`."""
     frame = runs_frame(records)
     f = study_findings(spec, frame, budget_of(records))
     part = StudyPart(f, build_table(f, title=title), setup_lines(f, records, frame),
-                     provenance.run_lines(parent_tags) + [("runs", provenance.runs_period(records))])
+                     provenance.run_lines(parent) + [("runs", provenance.runs_period(records))])
     primary, label = f.primary, LABELS[f.primary]
     cells = [r.label for r in f.rows]
     baseline = f.baseline.mean(primary) if f.baseline else None
@@ -220,9 +220,8 @@ def markdown_part(part: StudyPart, sub: str) -> list[str]:
     return out
 
 
-def study_files(spec: StudySpec, records: list[dict], parent_tags: list[dict[str, str]],
-                command: str) -> dict[str, str | bytes]:
-    part = study_part(spec, records, parent_tags)
+def study_files(spec: StudySpec, records: list[dict], parent: dict | None, command: str) -> dict[str, str | bytes]:
+    part = study_part(spec, records, parent)
     table = paper_table(spec)
     md = [f"# {spec.title}" + (f" (the paper's {table})" if table else ""), "",
           f"From the MLflow runs of `{spec.name} [{part.budget}]`, budget **{part.budget}**.", ""]

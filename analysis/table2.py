@@ -26,8 +26,9 @@ def table2_rank(spec: StudySpec) -> int:
     return 0 if table.startswith("Table 2") else 1 if table else 2
 
 
-def gather(budget: str | None, tracking_uri: str | None) -> tuple[list[tuple[StudySpec, list[dict], list]], list[str]]:
-    """(spec, records, parent tags) of every study with finished runs (at `budget`), in table order; and the skipped."""
+def gather(budget: str | None, tracking_uri: str | None) -> tuple[list[tuple[StudySpec, list[dict], dict | None]],
+                                                                   list[str]]:
+    """(spec, records, parent run) of every study with finished runs (at `budget`), in table order; and the skipped."""
     from study import tracking
 
     found, skipped = [], []
@@ -41,7 +42,7 @@ def gather(budget: str | None, tracking_uri: str | None) -> tuple[list[tuple[Stu
             continue
         records = tracking.fetch_study_runs(study, b, tracking_uri)
         if has_finished(records):
-            found.append((spec, records, tracking.fetch_parent_tags(study, b, tracking_uri)))
+            found.append((spec, records, tracking.fetch_parent_run(study, b, tracking_uri)))
     if not found:
         where = f" at budget {budget}" if budget else ""
         raise UserError(f"no study has finished runs{where}; run `study run NAME` first (see `study list`)")
@@ -74,12 +75,12 @@ def comparison_lines(parts: list[tuple[str, StudyPart]]) -> list[str]:
 def table2_files(budget: str | None, tracking_uri: str | None, command: str) -> dict[str, str | bytes]:
     found, skipped = gather(budget, tracking_uri)
     parts: list[tuple[str, StudyPart]] = []
-    for i, (spec, records, tags) in enumerate(found):
+    for i, (spec, records, parent) in enumerate(found):
         letter = f"({chr(ord('a') + i)})"
         b = budget_of(records)
         table = paper_table(spec)
         title = f"{letter} {spec.title} [{b}" + (f", the paper's {table}" if table else "") + "]"
-        parts.append((letter, study_part(spec, records, tags, prefix=f"{spec.name}_{b}_", title=title)))
+        parts.append((letter, study_part(spec, records, parent, prefix=f"{spec.name}_{b}_", title=title)))
     md = [f"# {TITLE}", "",
           "Made by `study report table2`: one section per study with finished runs. The paper's ablations train "
           "ViT-S/16 for 400 epochs on Kinetics-400 and evaluate on DAVIS-2017; each study here states the budget and "

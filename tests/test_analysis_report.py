@@ -30,9 +30,9 @@ TAGS = {"study.command": "study run mask_ratio --budget cpu --seeds 2 --set trai
 
 @pytest.fixture
 def runs(monkeypatch):
-    """Point study.tracking at a dict {(study, budget): records}; parent tags in runs.tags {(study, budget): [...]}."""
+    """Point study.tracking at a dict {(study, budget): records}; parent-run tags in runs.tags {(study, budget): {...}}."""
     class Store(dict):
-        tags: dict[tuple[str, str], list[dict]]
+        tags: dict[tuple[str, str], dict]
 
     store = Store()
     store.tags = tags = {}
@@ -41,7 +41,8 @@ def runs(monkeypatch):
         return next((recs for (s, b), recs in store.items() if s == study and budget in (None, b)), [])
 
     monkeypatch.setattr(tracking, "fetch_study_runs", fetch)
-    monkeypatch.setattr(tracking, "fetch_parent_tags", lambda study, budget, tracking_uri=None: tags.get((study, budget), []))
+    monkeypatch.setattr(tracking, "fetch_parent_run", lambda study, budget, tracking_uri=None:
+                        {"tags": tags[study, budget]} if (study, budget) in tags else None)
     monkeypatch.setattr(tracking, "studies_with_runs", lambda tracking_uri=None: sorted(store))
     return store
 
@@ -180,7 +181,7 @@ def test_out_that_is_a_file_is_a_user_error(runs, tmp_path):
 
 def test_provenance_from_the_parent_run_and_from_now(runs, tmp_path):
     runs[("mask_ratio", "cpu")] = mask_ratio_records()
-    runs.tags[("mask_ratio", "cpu")] = [TAGS]
+    runs.tags[("mask_ratio", "cpu")] = TAGS
     md = (report_command("mask_ratio", budget="cpu", out=str(tmp_path / "rep")) / "report.md").read_text()
     prov = md.split("## Provenance")[1]
     assert f"| report command | `study report mask_ratio --budget cpu --out {tmp_path / 'rep'}` |" in prov
@@ -198,7 +199,7 @@ def test_provenance_from_the_parent_run_and_from_now(runs, tmp_path):
 
 def test_provenance_says_not_recorded_for_missing_tags(runs, tmp_path):
     runs[("mask_ratio", "cpu")] = mask_ratio_records()
-    runs.tags[("mask_ratio", "cpu")] = [{"study.role": "parent", "study.overrides": "[]"}]
+    runs.tags[("mask_ratio", "cpu")] = {"study.role": "parent", "study.overrides": "[]"}
     prov = (report_command("mask_ratio", out=str(tmp_path / "rep")) / "report.md").read_text().split("## Provenance")[1]
     for field in ("study run", "project commit of the runs", "versions", "state folder", "Optuna storage"):
         assert f"| {field} | not recorded |" in prov
