@@ -72,19 +72,21 @@ def first_contact_sheet(artifact_dirs: list[str], dataset: str = "davis") -> Pat
 
 def propagation_strip(panels: list[tuple[str, Path | None]]) -> bytes | None:
     """Contact sheets of propagated masks stacked top to bottom, each under its own title (which cell, which sequence).
-    The sheets are shown as the evaluation drew them: frame numbers, ground truth and prediction are in the sheet."""
+    The sheets are placed pixel for pixel (figimage, no resampling), so their frame numbers and row names stay legible."""
     panels = [(label, Path(p)) for label, p in panels if p is not None and Path(p).is_file()]
     if not panels:
         return None
     images = [np.asarray(Image.open(p).convert("RGB")) for _, p in panels]
-    width = 10.0
-    heights = [width * im.shape[0] / im.shape[1] for im in images]
-    fig = Figure(figsize=(width, sum(heights) + 0.45 * len(images)), layout="tight")
-    axes = fig.subplots(len(images), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
-    for ax, (label, _), im in zip(axes[:, 0], panels, images):
-        ax.imshow(im, interpolation="nearest")
-        ax.set_title(label, fontsize=10, loc="left")
-        ax.axis("off")
+    title, pad = 28, 8  # pixels above each sheet for its title, and below it
+    width = max(im.shape[1] for im in images) + 2 * pad
+    height = sum(im.shape[0] + title + pad for im in images)
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
+    top = 0
+    for (label, _), im in zip(panels, images):
+        fig.text(pad / width, 1 - (top + title * 0.7) / height, label, fontsize=10, va="baseline")
+        top += title
+        fig.figimage(im, xo=pad, yo=height - top - im.shape[0], origin="upper")
+        top += im.shape[0] + pad
     return _png(fig)
 
 
