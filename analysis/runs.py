@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 
+from analysis.protocol import protocol_label
 from study.metrics import ALL_METRICS
 from study.studies import Cell, StudySpec
 
@@ -43,12 +44,13 @@ def runs_frame(records: list[dict[str, Any]]) -> pl.DataFrame:
             "start_time": start, "end_time": end,
             "duration_s": (end - start) / 1000.0 if start is not None and end is not None else None,
             "failure": r.get("failure"), "artifact_dir": r.get("artifact_dir"),
+            "protocol": protocol_label(r.get("params") or {}),
             **{m: _as_float(metrics.get(m)) for m in ALL_METRICS},
         })
     schema = {"run_id": pl.String, "role": pl.String, "status": pl.String, "study": pl.String, "budget": pl.String,
               "cell": pl.String, "cell_key": pl.String, "is_default": pl.Boolean, "seed": pl.Int64,
               "trial_number": pl.Int64, "start_time": pl.Int64, "end_time": pl.Int64, "duration_s": pl.Float64,
-              "failure": pl.String, "artifact_dir": pl.String, **{m: pl.Float64 for m in ALL_METRICS}}
+              "failure": pl.String, "artifact_dir": pl.String, "protocol": pl.String, **{m: pl.Float64 for m in ALL_METRICS}}
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -126,6 +128,7 @@ def cell_summary(frame: pl.DataFrame, spec: StudySpec, metrics: list[str] | tupl
                "state": _state(done.height, n_failed, n_running, n_expected),
                "failure": next(iter(mine["failure"].drop_nulls().to_list()), None),
                "artifact_dirs": done["artifact_dir"].drop_nulls().to_list(),
+               "protocols": sorted(set(done["protocol"].to_list())),
                "duration_s": done["duration_s"].mean() if done.height else None}
         for m in metrics:
             values = done[m].drop_nulls().to_list()
@@ -141,7 +144,7 @@ def baseline_summary(frame: pl.DataFrame, metrics: list[str] | tuple[str, ...]) 
     done = frame.filter((pl.col("role") == "baseline") & (pl.col("status") == "FINISHED"))
     if not done.height:
         return None
-    row: dict[str, Any] = {"cell": "random init", "n": done.height}
+    row: dict[str, Any] = {"cell": "random init", "n": done.height, "protocols": sorted(set(done["protocol"].to_list()))}
     for m in metrics:
         values = done[m].drop_nulls().to_list()
         row[f"{m}.values"] = values
@@ -164,7 +167,7 @@ def _state(n: int, n_failed: int, n_running: int, n_expected: int) -> str:
 def _summary_schema(metrics) -> dict[str, Any]:
     schema = {"cell": pl.String, "cell_key": pl.String, "is_default": pl.Boolean, "n": pl.Int64, "n_failed": pl.Int64,
               "n_running": pl.Int64, "n_missing": pl.Int64, "n_expected": pl.Int64, "state": pl.String,
-              "failure": pl.String, "artifact_dirs": pl.List(pl.String), "duration_s": pl.Float64}
+              "failure": pl.String, "artifact_dirs": pl.List(pl.String), "protocols": pl.List(pl.String), "duration_s": pl.Float64}
     for m in metrics:
         schema |= {f"{m}.values": pl.List(pl.Float64), f"{m}.mean": pl.Float64, f"{m}.std": pl.Float64}
     return schema

@@ -6,22 +6,22 @@ only lay those cells out, so the three files always say the same thing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import polars as pl
 
-from analysis.paper import NOT_REPORTED, paper_entry
-from analysis.runs import baseline_summary, cell_summary
-from analysis.stats import METHOD_NOTE, difference
-from study.metrics import LABELS, LOWER_IS_BETTER
+from analysis.findings import NO_DIRECTION, Findings, Row, higher_is_better
+from analysis.paper import NOT_REPORTED
+from analysis.stats import METHOD_NOTE, ONE_DRAW_NOTE
+from study.metrics import LABELS
 from study.studies import StudySpec
 
-# The paper's columns (Table 1 / Table 2), in its order: DAVIS J&F / J / F, VIP mIoU, JHMDB PCK@0.1 / PCK@0.2.
-COLUMNS = {k: LABELS[k] for k in ("davis.jf_mean", "davis.j_mean", "davis.f_mean", "vip.miou", "jhmdb.pck_0.1",
-                                   "jhmdb.pck_0.2")}
 PAPER_NOTE = ("paper: the published number for that setting (ViT-S/16, 400 epochs, Kinetics-400, unless marked); "
-              "[P] read from the paper, [S] quoted by a later paper; \"not reported\" where the paper gives none.")
+              "[P] read from the paper, [S] quoted by a later paper; \"not reported\" where the paper gives none; shown "
+              "only beside rows evaluated with the paper's propagation protocol (\"n/a\" says why not).")
+VERDICT_NOTE = ("vs paper: agree / disagree when the row's 95% interval against the default row excludes 0 and the "
+                "paper has a direction for that comparison; unresolved when the interval includes 0; untested with "
+                "one seed.")
 
 
 @dataclass
@@ -37,12 +37,6 @@ class Table:
     rows: list[list[TableCell]]  # the study's cells, in its order
     reference_rows: list[list[TableCell]] = field(default_factory=list)  # random init, below a rule
     notes: list[str] = field(default_factory=list)
-
-
-def shown_metrics(spec: StudySpec, frame: pl.DataFrame) -> list[str]:
-    """The paper's columns for the benchmarks this study evaluates (or that any run reported)."""
-    measured = {m for m in COLUMNS if frame.height and frame[m].drop_nulls().len()}
-    return [m for m in COLUMNS if m.split(".")[0] in spec.evaluations or m in measured]
 
 
 def factor_name(spec: StudySpec) -> str:
@@ -73,98 +67,104 @@ def _seeds_text(row: dict) -> str:
     return f"{row['n']}/{row['n_expected']}" + (f" ({', '.join(extra)})" if extra else "")
 
 
-def _best(rows: list[dict], metric: str) -> float | None:
+def _best(rows: list[Row], metric: str) -> float | None:
     """The best mean of a column, compared at the shown precision so that ties are all bold."""
-    means = [round(r[f"{metric}.mean"], 1) for r in rows if r["n"] and r[f"{metric}.mean"] is not None]
+    means = [round(r.mean(metric), 1) for r in rows if r.summary["n"] and r.mean(metric) is not None]
     if not means:
         return None
-    return min(means) if metric in LOWER_IS_BETTER else max(means)
+    return max(means) if higher_is_better(metric) else min(means)
 
 
-def build_table(spec: StudySpec, frame: pl.DataFrame, title: str | None = None) -> Table:
-    """The study's table from its runs frame (`analysis.runs.runs_frame`)."""
-    metrics = shown_metrics(spec, frame)
-    summary = cell_summary(frame, spec, metrics).to_dicts()
-    baseline = baseline_summary(frame, metrics)
-    primary = spec.primary_metric
-    papers = {(i, m): paper_entry(spec.name, json.loads(r["cell_key"]) if r["cell_key"] else r["cell"], m, spec)
-              for i, r in enumerate(summary) for m in metrics}
-    with_paper = [m for m in metrics if any(papers[i, m] for i in range(len(summary)))] or \
-                 ([primary] if primary in metrics else [])
-    default = next((r for r in summary if r["is_default"]), None)
-    has_delta = default is not None
+def paper_columns(f: Findings) -> list[str]:
+    """The metrics that get a paper column: those with a paper number for some row, else the primary metric."""
+    return [m for m in f.metrics if any(r.paper.get(m) for r in f.rows)] or \
+        ([f.primary] if f.primary in f.metrics else [])
 
+
+def build_table(f: Findings, title: str | None = None) -> Table:
+    """The study's table: per metric ours (mean ± std) and the paper's; seeds; the primary metric's difference to the
+    default row with its 95% interval, and the verdict against the paper's direction."""
+    spec, metrics, primary = f.spec, f.metrics, f.primary
+    with_paper = paper_columns(f)
+    has_delta = f.default is not None
     header = [factor_name(spec)]
     for m in metrics:
-        header += [COLUMNS[m]] + ([f"{COLUMNS[m]} paper"] if m in with_paper else [])
+        header += [LABELS[m]] + ([f"{LABELS[m]} paper"] if m in with_paper else [])
     header.append("seeds")
     if has_delta:
-        header.append(f"Δ {COLUMNS.get(primary, primary)} vs default [95% CI]")
+        header += [f"Δ {LABELS[primary]} vs default [95% CI]", "vs paper"]
 
-    best = {m: _best(summary, m) for m in metrics}
-    notes = []
-    rows = []
-    for i, r in enumerate(summary):
-        line = [TableCell(r["cell"] + (" (default)" if r["is_default"] else ""))]
+    best = {m: _best(f.rows, m) if f.may_bold_best else None for m in metrics}
+    notes, rows = [], []
+    for r in f.rows:
+        s = r.summary
+        line = [TableCell(r.label + (" (default)" if s["is_default"] else ""))]
         for m in metrics:
-            if r["n"]:
-                mean = r[f"{m}.mean"]
-                line.append(TableCell(format_mean_std(mean, r[f"{m}.std"]),
+            if s["n"]:
+                mean = r.mean(m)
+                line.append(TableCell(format_mean_std(mean, s[f"{m}.std"]),
                                       bold=mean is not None and round(mean, 1) == best[m]))
             else:
-                line.append(TableCell(_no_result(r)))
+                line.append(TableCell(_no_result(s)))
             if m in with_paper:
-                line.append(TableCell(papers[i, m].text() if papers[i, m] else NOT_REPORTED))
-        line.append(TableCell(_seeds_text(r)))
+                line.append(TableCell(r.paper_text(m)))
+        line.append(TableCell(_seeds_text(s)))
         if has_delta:
-            line.append(TableCell(_delta_text(r, default, primary)))
+            line += [TableCell(_delta_text(r, f, primary)),
+                     TableCell("—" if r is f.default else r.agreement.get(primary, ""))]
         rows.append(line)
-        if r["failure"] and r["n_failed"]:
-            notes.append(f"{r['cell']}: failed: {r['failure']}")
+        if s["failure"] and s["n_failed"]:
+            notes.append(f"{r.label}: failed: {s['failure']}")
 
     reference_rows = []
-    if baseline:
+    if f.baseline:
         line = [TableCell("random init")]
         for m in metrics:
-            line.append(TableCell(format_mean_std(baseline[f"{m}.mean"], baseline[f"{m}.std"])))
+            line.append(TableCell(format_mean_std(f.baseline.mean(m), f.baseline.summary[f"{m}.std"])))
             if m in with_paper:
                 line.append(TableCell(NOT_REPORTED))
-        line.append(TableCell(str(baseline["n"])))
+        line.append(TableCell(str(f.baseline.summary["n"])))
         if has_delta:
-            line.append(TableCell(_delta_text(baseline, default, primary)))
+            line += [TableCell(_delta_text(f.baseline, f, primary)), TableCell("")]
         reference_rows.append(line)
-    elif frame.height and (tried := frame.filter(pl.col("role") == "baseline")).height:
+    elif f.tried_baseline:
         # the random-init evaluation ran but did not finish: say so rather than drop the row
-        state = "running" if tried["status"].is_in(["RUNNING", "SCHEDULED"]).any() else "failed"
         line = [TableCell("random init")]
         for m in metrics:
-            line += [TableCell(state)] + ([TableCell(NOT_REPORTED)] if m in with_paper else [])
-        line += [TableCell(f"0/{tried.height}")] + ([TableCell("")] if has_delta else [])
+            line += [TableCell(f.tried_baseline[0])] + ([TableCell(NOT_REPORTED)] if m in with_paper else [])
+        line += [TableCell(f"0/{f.tried_baseline[1]}")] + ([TableCell(""), TableCell("")] if has_delta else [])
         reference_rows.append(line)
 
-    notes = _standard_notes(spec, summary, default, primary, has_delta, bool(baseline)) + notes
+    notes = _standard_notes(f, has_delta) + notes
     return Table(title=title or spec.title, header=header, rows=rows, reference_rows=reference_rows, notes=notes)
 
 
-def _delta_text(row: dict, default: dict, metric: str) -> str:
-    if row is default:
+def _delta_text(row: Row, f: Findings, metric: str) -> str:
+    if row is f.default:
         return "—"
-    diff = difference(row.get(f"{metric}.values") or [], default.get(f"{metric}.values") or [],
-                      higher_is_better=metric not in LOWER_IS_BETTER)
-    return diff.text()
+    d = row.diff.get(metric)
+    return d.text() if d else ""
 
 
-def _standard_notes(spec: StudySpec, summary: list[dict], default: dict | None, primary: str, has_delta: bool,
-                    has_baseline: bool) -> list[str]:
-    notes = ["mean ± std over seeds (std with ddof=1; a single seed shows its value alone); bold: the best mean of "
-             "each column.", PAPER_NOTE]
+def _standard_notes(f: Findings, has_delta: bool) -> list[str]:
+    bold = ("bold: the best mean of each column." if f.may_bold_best else
+            "nothing is bold: the trained cells are not shown to beat the random-init encoder, so no row is a best.")
+    notes = ["mean ± std over seeds (std with ddof=1; a single seed shows its value alone); " + bold, PAPER_NOTE]
     if has_delta:
-        if (default is not None and default["n"] < 2) or all(r["n"] < 2 for r in summary if r is not default):
+        if (f.default is not None and f.default.summary["n"] < 2) or \
+                all(r.summary["n"] < 2 for r in f.rows if r is not f.default):
             notes.append("Differences are untested: a 95% interval needs at least two seeds in the row and in the "
-                         f"default row; run more seeds (`study run {spec.name} --seeds 3`).")
+                         f"default row; run more seeds (`study run {f.spec.name} --seeds 3`).")
         notes.append(METHOD_NOTE)
-    if has_baseline:
+        notes.append(VERDICT_NOTE)
+        used = {d[0].factor: d[0] for r in f.rows for d in [r.direction.get(f.primary)] if d}
+        notes += [f"paper direction ({d.factor}): the paper {d.claim}." for d in used.values()]
+        if any(r.agreement.get(f.primary) == NO_DIRECTION for r in f.rows):
+            notes.append(f"{NO_DIRECTION}: nothing known from the paper about that comparison.")
+    if f.baseline:
         notes.append("random init: the untrained encoder evaluated with the same protocol, to show what training bought.")
+        if f.baseline.summary["n"] == 1:
+            notes.append(ONE_DRAW_NOTE)
     return notes
 
 

@@ -225,8 +225,8 @@ def ui(port: int = 5000, host: str = typer.Option("127.0.0.1", help="bind addres
 @app.command("report")
 def report(name: str = typer.Argument(..., help="a study name, or 'table2' for every finished study"),
            budget: Optional[str] = None, tracking_uri: Optional[str] = None,
-           out: Optional[str] = typer.Option(None, help="default: reports/<name>/")) -> None:
-    """Table 2-style report: report.md, table.tex, table.html and plots."""
+           out: Optional[str] = typer.Option(None, help="default: ./reports/<name>/ in the working directory")) -> None:
+    """Table 2-style report: report.md, table.csv, table.tex, table.html and plots (other files there are kept)."""
     from analysis.report import report_command
 
     report_command(name, budget=budget, tracking_uri=tracking_uri, out=out)

@@ -206,6 +206,20 @@ def fetch_study_runs(study: str, budget: str | None = None, tracking_uri: str | 
     return [_run_dict(client, r) for r in runs if r.data.tags.get("study.role") in ("trial", "baseline")]
 
 
+def fetch_parent_run(study: str, budget: str, tracking_uri: str | None = None) -> dict | None:
+    """The study's parent run as a plain dict (tags: provenance; metrics), the newest if there are several; None when
+    there is none. Read only (the report's provenance)."""
+    client = _client(resolve_tracking_uri(tracking_uri, state_dir()))
+    for _, b, exp in _experiments(client, study):
+        if b == budget:
+            runs = _search(client, exp.experiment_id, "tags.`study.role` = 'parent'")
+            if runs:
+                run = max(runs, key=lambda r: r.info.start_time or 0)
+                return {"run_id": run.info.run_id, "status": run.info.status, "tags": dict(run.data.tags),
+                        "metrics": dict(run.data.metrics)}
+    return None
+
+
 def metric_history(run_id: str, key: str, tracking_uri: str) -> list[tuple[int, float]]:
     """(step, value) of one metric of one run, by step."""
     return sorted((m.step, m.value) for m in _client(tracking_uri).get_metric_history(run_id, key))

@@ -12,18 +12,21 @@ T0 = 1_767_000_000_000  # ms
 
 def record(study: str, cell: str, seed: int | None, *, role: str = "trial", status: str = "FINISHED",
            metrics: dict | None = None, trial: int | None = None, failure: str | None = None,
-           loss: list | None = None, artifact_dir: str | None = None, budget: str = "cpu") -> dict:
-    """One run as tracking returns it; its params are the real resolved config of that cell at `budget`."""
+           loss: list | None = None, artifact_dir: str | None = None, budget: str = "cpu",
+           params: dict | None = None) -> dict:
+    """One run as tracking returns it; its params are the real resolved config of that cell at `budget`, with
+    `params` (e.g. {"eval.protocol": "dino"}) over them."""
     spec = load_study(study)
     cells = spec.cells()
     the_cell = next(c for c in cells if c.label == cell or (role == "baseline" and c.is_default))
     overrides, is_default = (the_cell.overrides, the_cell.is_default) if role == "trial" else ({}, False)
-    params = {k: str(v) for k, v in load_config(budget, layers=spec.layers(the_cell, seed or 0)).flat().items()}
+    resolved = {k: str(v) for k, v in load_config(budget, layers=spec.layers(the_cell, seed or 0)).flat().items()}
+    resolved |= {k: str(v) for k, v in (params or {}).items()}
     start = T0 + 1000 * (trial or 0)
     return {"run_id": f"{study}-{role}-{cell}-{seed}-{status}", "role": role, "status": status, "study": study,
             "budget": budget, "cell": cell, "cell_key": json.dumps(overrides, sort_keys=True), "is_default": is_default,
             "seed": seed, "trial_number": trial, "metrics": metrics or {},
-            "params": params,
+            "params": resolved,
             "start_time": start, "end_time": start + 90_000 if status != "RUNNING" else None,
             "loss_history": loss or [], "artifact_dir": artifact_dir, "failure": failure}
 

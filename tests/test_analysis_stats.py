@@ -5,7 +5,7 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from analysis.stats import Difference, difference, welch_interval
+from analysis.stats import Difference, against_baseline, difference, one_draw_interval, welch_interval
 
 
 def welch_by_hand(a, b, level=0.95):
@@ -62,3 +62,23 @@ def test_texts():
     assert difference([], [52.0, 56.0]).text() == ""
     assert Difference(None, verdict="default").text() == "(default)"
     assert difference([3.0, 3.0], [3.0, 3.0]).verdict == "untested (no spread)"
+
+
+def test_one_draw_interval_by_hand():
+    # values 55, 56, 57 (mean 56, s = 1) against one run at 40: +16 +- t(0.975, 2) * 1 * sqrt(1/3 + 1)
+    delta, low, high, df = one_draw_interval([55.0, 56.0, 57.0], 40.0)
+    half = 4.302652729749464 * math.sqrt(4 / 3)
+    assert (delta, low, high, df) == pytest.approx((16.0, 16.0 - half, 16.0 + half, 2.0))
+    with pytest.raises(ValueError):
+        one_draw_interval([55.0], 40.0)
+
+
+def test_against_baseline_picks_welch_or_one_draw():
+    assert against_baseline([55.0, 56.0, 57.0], [40.0]).low == pytest.approx(one_draw_interval([55.0, 56.0, 57.0], 40.0)[1])
+    two = against_baseline([55.0, 56.0, 57.0], [40.0, 42.0])
+    assert (two.low, two.high) == pytest.approx(welch_interval([55.0, 56.0, 57.0], [40.0, 42.0])[1:3])
+    assert against_baseline([55.0], [40.0]).verdict == "untested (1 seed)"
+    assert against_baseline([55.0, 55.0], [40.0]).verdict == "untested (no spread)"
+    turned = against_baseline([55.0, 56.0, 57.0], [60.0]).negated()
+    assert (turned.delta, turned.verdict) == (pytest.approx(4.0), "not significant")
+    assert difference([56.0, 56.4], [52.0, 52.6]).negated().text() == "-3.9 [-5.7, -2.1] worse"
