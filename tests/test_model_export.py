@@ -75,7 +75,7 @@ def _train_checkpoint(tmp_path, overrides):
 
 
 SMOKE = {"model.preset": "micro", "model.patch_size": 8, "model.img_size": 32, "model.decoder_dim": 32,
-         "model.decoder_depth": 1, "model.decoder_heads": 2}
+         "model.decoder_depth": 1, "model.decoder_heads": 2, "model.mask_ratio": 0.75}
 
 
 def test_train_checkpoint_loads(tmp_path):
