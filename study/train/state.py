@@ -69,7 +69,7 @@ def learning_rate(step: float, schedule: Schedule, t: TrainConfig) -> float:
 def mask_generator(seed: int, rank: int = 0) -> torch.Generator:
     """The masking RNG of a training run: its own CPU generator (masks are drawn on the CPU), seeded per rank, so no
     other consumer of torch's global RNG (a DataLoader's iter(), a library) can shift the masks."""
-    return torch.Generator().manual_seed(seed * 1000 + rank + 1)
+    return torch.Generator().manual_seed(seed * 1000 + rank)
 
 
 def rng_state(model: torch.nn.Module | None = None) -> dict[str, Any]:
