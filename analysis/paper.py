@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.config import RunConfig, apply_overrides, experiments_dir, flatten, read_toml
+from study.config import RunConfig
 from study.studies import StudySpec, load_study
 
 VALUES_FILE = Path(__file__).with_name("paper_values.toml")
@@ -69,11 +69,8 @@ def paper_table(spec: StudySpec) -> str:
 
 @functools.cache
 def _recipe() -> dict[str, Any]:
-    """The paper's recipe as flat run-config keys: base.toml over the config defaults, as every run starts."""
-    cfg = RunConfig()
-    base = experiments_dir() / "base.toml"
-    apply_overrides(cfg, flatten(read_toml(base, "base config")), source=str(base))
-    return cfg.flat()
+    """The paper's recipe as flat run-config keys: the config defaults, where every run starts."""
+    return RunConfig().flat()
 
 
 def cell_config(spec: StudySpec, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from study.config import ModelConfig
 from study.errors import UserError
 
 
@@ -22,14 +23,16 @@ data_app = typer.Typer(help="Generate the embedded default data sets.", no_args_
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 
+RECIPE = ModelConfig()  # the paper's recipe: model-info's and bench model's defaults (one source, study/config.py)
 SetOpt = typer.Option(None, "--set", help="override a config key: --set model.mask_ratio=0.9 (repeatable)")
 
 
 # ---------------------------------------------------------------- model
 @app.command("model-info")
-def model_info(preset: str = "small", patch: int = 16, img: int = 224, encoder: str = "siamese",
-               decoder: str = "cross-self", decoder_dim: int = 512, decoder_depth: int = 8, decoder_heads: int = 16,
-               mask_ratio: float = 0.95) -> None:
+def model_info(preset: str = RECIPE.preset, patch: int = RECIPE.patch_size, img: int = RECIPE.img_size,
+               encoder: str = RECIPE.encoder, decoder: str = RECIPE.decoder, decoder_dim: int = RECIPE.decoder_dim,
+               decoder_depth: int = RECIPE.decoder_depth, decoder_heads: int = RECIPE.decoder_heads,
+               mask_ratio: float = RECIPE.mask_ratio) -> None:
     """Parameter counts (encoder, decoder, total) and FLOPs per frame pair."""
     from study.model.info import print_model_info
 
@@ -39,8 +42,8 @@ def model_info(preset: str = "small", patch: int = 16, img: int = 224, encoder: 
 
 
 @bench_app.command("model")
-def bench_model(batch: int = 8, steps: int = 3, preset: str = "small", patch: int = 16, img: int = 224,
-                decoder: str = "cross-self") -> None:
+def bench_model(batch: int = 8, steps: int = 3, preset: str = RECIPE.preset, patch: int = RECIPE.patch_size,
+                img: int = RECIPE.img_size, decoder: str = RECIPE.decoder) -> None:
     """Matmul peaks (fp32, bf16) and forward+backward pairs/s and FLOP/s of a model, fp32 vs bf16 autocast."""
     from study.bench.model import bench_model as run
 

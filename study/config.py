@@ -1,14 +1,20 @@
 """One typed config tree for a run: model / data / train / eval / tracking.
 
-Layers, later wins: the dataclass defaults (the paper's recipe, mirrored in experiments/base.toml) <- base.toml <- a budget
-(experiments/budgets/<name>.toml) <- a study's base overrides <- a study cell <- `--set key=value` flags.
+The dataclass defaults below ARE the paper's recipe (ViT-S/16 at 224, batch 2048, 400 effective epochs: the ablation
+setting), each field's help saying where its value comes from: [paper] read from the paper, [later] a later source (a
+reimplementation or a paper quoting it), [ours] our choice where the paper is silent. There is no second copy: every
+entry point (`study train`, trials, `model-info`, `bench model`, the report's reference lookup) starts from `RunConfig()`.
+Layers, later wins: the recipe <- a budget (experiments/budgets/<name>.toml: the only place sizes and schedules shrink)
+<- the user's paths (experiments/local.toml or $STUDY_LOCAL_CONFIG) <- a study's base <- the study's override for this
+budget <- a study cell <- `--config FILE` <- `--set key=value` flags.
 Every layer goes through `apply_overrides`, which checks each key, type and range and raises `UserError` with one line.
-This module imports nothing of the project but errors: everyone may use it.
+This module imports nothing of the project but errors and metrics: everyone may use it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import typing
@@ -30,7 +36,8 @@ ENCODER_PRESETS: dict[str, tuple[int, int, int]] = {
 }
 ENCODERS = ("siamese", "joint")
 DECODERS = ("cross-self", "cross", "joint")
-MASK_STRATEGIES = ("random", "block", "grid")
+MASK_STRATEGIES = ("random", "block", "grid", "tube")  # study.model.masking documents each
+LOSS_FRAMES = ("f2", "both")
 AUGMENTATIONS = ("none", "crop", "crop_flip", "crop_flip_color")
 PRECISIONS = ("auto", "fp32", "bf16")
 EVAL_DATASETS = tuple(METRICS)
@@ -49,57 +56,74 @@ def _f(default: Any, help: str = "", *, choices: tuple | None = None, lo: float 
 
 @dataclass
 class ModelConfig:
-    preset: str = _f("small", "encoder size", choices=tuple(ENCODER_PRESETS))
-    patch_size: int = _f(16, "ViT patch size in pixels; must divide img_size", lo=1)
-    img_size: int = _f(224, "training frame size (square)", lo=8)
-    encoder: str = _f("siamese", "siamese: frames encoded separately, shared weights; joint: one pass", choices=ENCODERS)
-    decoder: str = _f("cross-self", "decoder block design", choices=DECODERS)
-    decoder_dim: int = _f(512, "decoder width (MAE default; the paper does not give it)", lo=1)
-    decoder_depth: int = _f(8, "decoder blocks", lo=1)
-    decoder_heads: int = _f(16, "decoder attention heads; must divide decoder_dim", lo=1)
-    mask_ratio: float = _f(0.95, "fraction of f2's patches masked", lo=0.0, hi=1.0, hi_open=True)
-    mask_ratio_f1: float = _f(0.0, "fraction of f1's patches masked (0 = asymmetric masking)", lo=0.0, hi=1.0, hi_open=True)
-    mask_strategy: str = _f("random", "where the masked patches go", choices=MASK_STRATEGIES)
-    norm_pix_loss: bool = _f(True, "MSE on per-patch normalized pixels")
-    decoder_pos_f1: bool = _f(True, "add decoder position embeddings to f1's tokens too (paper silent)")
+    preset: str = _f("small", "encoder size [paper: ViT-S]", choices=tuple(ENCODER_PRESETS))
+    patch_size: int = _f(16, "ViT patch size in pixels; must divide img_size [paper: /16 in the ablations, /8 too in "
+                         "Table 1]", lo=1)
+    img_size: int = _f(224, "training frame size (square) [paper]", lo=8)
+    encoder: str = _f("siamese", "siamese: frames encoded separately, shared weights; joint: one pass [paper: siamese]",
+                      choices=ENCODERS)
+    decoder: str = _f("cross-self", "decoder block design [later: cross-self, 58.1 vs cross 52.2 J&F]", choices=DECODERS)
+    decoder_dim: int = _f(512, "decoder width [ours: MAE's default; the paper does not give it]", lo=1)
+    decoder_depth: int = _f(8, "decoder blocks [ours: MAE's default]", lo=1)
+    decoder_heads: int = _f(16, "decoder attention heads; must divide decoder_dim [ours: MAE's default]", lo=1)
+    mask_ratio: float = _f(0.95, "fraction of f2's patches masked [paper]", lo=0.0, hi=1.0, hi_open=True)
+    mask_ratio_f1: float = _f(0.0, "fraction of f1's patches masked; 0 = asymmetric masking [paper: f1 is not masked]",
+                              lo=0.0, hi=1.0, hi_open=True)
+    mask_strategy: str = _f("random", "where the masked patches go; tube = f1 and f2 masked at the same places, needs "
+                            "mask_ratio_f1 = mask_ratio [paper: random]", choices=MASK_STRATEGIES)
+    loss_frames: str = _f("f2", "which frames' masked patches are predicted: f2, or both (f1's too under symmetric "
+                          "masking, through the same decoder with f1 queries, as MAE-ST) [later: f2 only]",
+                          choices=LOSS_FRAMES)
+    norm_pix_loss: bool = _f(True, "MSE on per-patch normalized pixels [later: MAE's norm_pix_loss]")
+    decoder_pos_f1: bool = _f(True, "add decoder position embeddings to f1's memory tokens too [ours: paper silent]")
 
 
 @dataclass
 class DataConfig:
-    root: str = _f("", "folder of training videos; empty = the generated default set")
-    frame_gap: list[int] = _f([4, 48], "[min, max] frames between f1 and f2 (paper: [4, 48] at 30 fps)")
-    gap_fps: float = _f(0.0, "frame rate the gap is expressed in; >0 rescales it to each video's fps; 0 = raw frames", lo=0.0)
-    repeated_sampling: int = _f(2, "pairs drawn from one decoded video", lo=1)
-    augmentation: str = _f("crop_flip", "augmentation applied identically to f1 and f2", choices=AUGMENTATIONS)
-    crop_scale: list[float] = _f([0.5, 1.0], "RandomResizedCrop area range")
-    num_workers: int = _f(-1, "DataLoader workers; -1 = choose from the core count", lo=-1)
-    cache_mb: int = _f(0, "keep decoded frames of a small training set in memory, per loader process (0 = off)", lo=0)
-    synth_videos: int = _f(256, "generated default set: number of videos", lo=1)
-    synth_frames: int = _f(48, "generated default set: frames per video", lo=2)
-    synth_size: int = _f(96, "generated default set: frame size in pixels", lo=16)
-    synth_seed: int = _f(0, "generated default set: seed")
+    root: str = _f("", "folder of training videos [paper: Kinetics-400; set it in experiments/local.toml]; empty = the "
+                   "generated default set")
+    frame_gap: list[int] = _f([4, 48], "[min, max] frames between f1 and f2 [paper: [4, 48] at 30 fps]")
+    gap_fps: float = _f(30.0, "frame rate the gap is expressed in; >0 rescales it to each video's fps; 0 = raw frames "
+                        "[paper: 30]", lo=0.0)
+    repeated_sampling: int = _f(2, "pairs drawn from one decoded video [paper]", lo=1)
+    augmentation: str = _f("crop_flip", "augmentation applied identically to f1 and f2 [paper: crop + flip; the shared "
+                           "crop: later]", choices=AUGMENTATIONS)
+    crop_scale: list[float] = _f([0.5, 1.0], "RandomResizedCrop area range [paper]")
+    num_workers: int = _f(-1, "DataLoader workers; -1 = choose from the core count [ours]", lo=-1)
+    cache_mb: int = _f(0, "keep decoded frames of a small training set in memory, per loader process; 0 = off [ours]",
+                       lo=0)
+    synth_videos: int = _f(256, "generated default set: number of videos [ours]", lo=1)
+    synth_frames: int = _f(48, "generated default set: frames per video [ours]", lo=2)
+    synth_size: int = _f(96, "generated default set: frame size in pixels [ours]", lo=16)
+    synth_seed: int = _f(0, "generated default set: seed [ours]")
 
 
 @dataclass
 class TrainConfig:
-    epochs: float = _f(400.0, "effective epochs (passes x repeated_sampling, the paper's unit)", lo=0.0, lo_open=True)
-    batch_size: int = _f(64, "pairs per step per process", lo=1)
-    accum_iter: int = _f(8, "gradient accumulation steps (effective batch = batch_size x accum_iter x world size)", lo=1)
-    blr: float = _f(1.5e-4, "base learning rate; lr = blr x effective batch / 256", lo=0.0, lo_open=True)
-    min_lr: float = _f(0.0, "floor of the cosine schedule", lo=0.0)
-    warmup_epochs: float = _f(40.0, "linear warmup, in effective epochs", lo=0.0)
-    weight_decay: float = _f(0.05, "AdamW weight decay (none on biases and 1-D parameters)", lo=0.0)
-    seed: int = _f(0, "seed for init, masking, sampling and augmentation")
-    precision: str = _f("auto", "auto = bf16 autocast on CUDA and on CPUs with bf16 units", choices=PRECISIONS)
-    compile: bool = _f(False, "torch.compile the model")
-    checkpoint_every: int = _f(500, "steps between checkpoints (and one at the end)", lo=1)
-    log_every: int = _f(10, "steps between metric logs", lo=1)
-    recon_pairs: int = _f(4, "pairs shown in the reconstruction picture", lo=0)
+    epochs: float = _f(400.0, "effective epochs: passes x repeated_sampling, the paper's unit [paper: 400 in the "
+                       "ablations, 2000 for Table 1]", lo=0.0, lo_open=True)
+    batch_size: int = _f(256, "pairs per step per process [paper: 2048 in all = 256 x accum_iter 8 on one GPU; the split "
+                         "is ours]", lo=1)
+    accum_iter: int = _f(8, "gradient accumulation steps; effective batch = batch_size x accum_iter x world size [ours: "
+                         "8 reaches the paper's 2048 on one GPU]", lo=1)
+    blr: float = _f(1.5e-4, "base learning rate; lr = blr x effective batch / 256 [paper: 1.5e-4; the scaling rule is "
+                    "MAE's]", lo=0.0, lo_open=True)
+    min_lr: float = _f(0.0, "floor of the cosine schedule [ours: MAE's default]", lo=0.0)
+    warmup_epochs: float = _f(40.0, "linear warmup, in effective epochs [paper]", lo=0.0)
+    weight_decay: float = _f(0.05, "AdamW weight decay on every parameter with 2+ dimensions, as MAE's add_weight_decay "
+                             "[paper]", lo=0.0)
+    seed: int = _f(0, "seed for init, masking, sampling and augmentation [ours]")
+    precision: str = _f("auto", "auto = bf16 autocast on CUDA and on CPUs with bf16 units [ours]", choices=PRECISIONS)
+    compile: bool = _f(False, "torch.compile the model [ours]")
+    checkpoint_every: int = _f(1000, "optimizer steps between checkpoints, and one at the end [ours]", lo=1)
+    log_every: int = _f(50, "optimizer steps between metric logs [ours]", lo=1)
+    recon_pairs: int = _f(4, "pairs shown in the reconstruction picture [ours]", lo=0)
 
 
 @dataclass
 class EvalConfig:
-    datasets: list[str] = _f(["davis"], "label-propagation benchmarks to run after training")
+    datasets: list[str] = _f(["davis", "vip", "jhmdb"], "label-propagation benchmarks to run after training [paper: "
+                             "DAVIS J&F, VIP mIoU, JHMDB PCK, Table 1]")
     davis_root: str = _f("", "DAVIS-2017 root; empty = the generated default set")
     jhmdb_root: str = _f("", "JHMDB root; empty = the generated default set")
     vip_root: str = _f("", "VIP root; empty = the generated default set")
@@ -195,6 +219,8 @@ def _coerce_scalar(key: str, value: Any, tp: type, source: str) -> Any:
         return value.lower() == "true"
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise UserError(f"{source}: {key} must be {tp.__name__}, got {type(value).__name__} {value!r}")
+    if tp is float and not math.isfinite(value):  # NaN passes every range comparison: refuse it (and inf) here
+        raise UserError(f"{source}: {key} = {value!r} is not a finite number; give a number such as 0.5")
     return value
 
 
@@ -228,16 +254,8 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any], source: str = "--
 
 def validate(cfg: RunConfig, source: str = "config") -> None:
     """Rules that involve more than one key."""
-    m, d = cfg.model, cfg.data
-    if m.img_size % m.patch_size:
-        raise UserError(f"{source}: model.patch_size = {m.patch_size} does not divide model.img_size = {m.img_size}; "
-                        "pick a divisor (e.g. 8 or 16 for 224)")
-    width, _, heads = ENCODER_PRESETS[m.preset]
-    if width % heads:
-        raise UserError(f"{source}: the {m.preset} preset's heads ({heads}) do not divide its width ({width})")
-    if m.decoder_dim % m.decoder_heads:
-        raise UserError(f"{source}: model.decoder_heads = {m.decoder_heads} does not divide model.decoder_dim = "
-                        f"{m.decoder_dim}; use a divisor")
+    d = cfg.data
+    validate_model(cfg.model, source)
     if len(d.frame_gap) != 2 or not 1 <= d.frame_gap[0] <= d.frame_gap[1]:
         raise UserError(f"{source}: data.frame_gap = {d.frame_gap} must be [min, max] with 1 <= min <= max, e.g. [4, 48]")
     if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
@@ -245,6 +263,39 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
     for name in cfg.eval.datasets:
         if name not in EVAL_DATASETS:
             raise UserError(f"{source}: eval.datasets has {name!r}; choose from {', '.join(EVAL_DATASETS)}")
+
+
+def validate_model(m: ModelConfig, source: str = "config") -> None:
+    """The model section's cross-key rules: shapes that fit, and masking that leaves something to see and to predict."""
+    if m.img_size % m.patch_size:
+        raise UserError(f"{source}: model.patch_size = {m.patch_size} does not divide model.img_size = {m.img_size}; "
+                        "pick a divisor (e.g. 8 or 16 for 224)")
+    if m.preset not in ENCODER_PRESETS:
+        raise UserError(f"{source}: model.preset = {m.preset!r} is unknown; choose one of {', '.join(ENCODER_PRESETS)}")
+    width, _, heads = ENCODER_PRESETS[m.preset]
+    if width % heads:
+        raise UserError(f"{source}: the {m.preset} preset's heads ({heads}) do not divide its width ({width})")
+    if m.decoder_dim % m.decoder_heads:
+        raise UserError(f"{source}: model.decoder_heads = {m.decoder_heads} does not divide model.decoder_dim = "
+                        f"{m.decoder_dim}; use a divisor")
+    n = (m.img_size // m.patch_size) ** 2
+    v1, v2 = visible_patches(m)
+    shape = f"model.img_size = {m.img_size} / model.patch_size = {m.patch_size} gives {n} patches"
+    if v2 == n:
+        raise UserError(f"{source}: model.mask_ratio = {m.mask_ratio} masks none of f2's {n} patches ({shape}), so there "
+                        "is nothing to predict; use a ratio that masks at least one patch (e.g. 0.95)")
+    if v2 == 0:
+        raise UserError(f"{source}: model.mask_ratio = {m.mask_ratio} keeps none of f2's patches visible ({shape}, "
+                        f"int({n} x (1 - {m.mask_ratio})) = 0); lower the ratio, use a smaller patch or a larger image")
+    if v1 == 0:
+        raise UserError(f"{source}: model.mask_ratio_f1 = {m.mask_ratio_f1} keeps none of f1's patches visible ({shape});"
+                        " lower the ratio, use a smaller patch or a larger image")
+    if m.mask_strategy == "tube" and m.mask_ratio_f1 != m.mask_ratio:
+        raise UserError(f"{source}: model.mask_strategy = tube masks f1 and f2 at the same places, so "
+                        f"model.mask_ratio_f1 ({m.mask_ratio_f1}) must equal model.mask_ratio ({m.mask_ratio})")
+    if m.loss_frames == "both" and v1 < n and not m.decoder_pos_f1:
+        raise UserError(f"{source}: model.loss_frames = both predicts f1's masked patches, whose mask tokens need "
+                        "their decoder positions: set model.decoder_pos_f1 = true or model.loss_frames = f2")
 
 
 def keep_count(num_patches: int, mask_ratio: float) -> int:
@@ -283,7 +334,7 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
 
 
 def experiments_dir() -> Path:
-    """Where base.toml, budgets/ and studies live: $STUDY_EXPERIMENTS, else experiments/ of this checkout."""
+    """Where budgets/ and studies/ live: $STUDY_EXPERIMENTS, else experiments/ of this checkout."""
     env = os.environ.get("STUDY_EXPERIMENTS")
     return Path(env) if env else Path(__file__).resolve().parents[1] / "experiments"
 
@@ -308,14 +359,13 @@ def local_overrides() -> dict[str, Any]:
 
 def load_config(budget: str | None = None, config_file: str | Path | None = None,
                 overrides: dict[str, Any] | None = None, layers: list[tuple[str, dict[str, Any]]] | None = None) -> RunConfig:
-    """Build a RunConfig: base.toml <- budget <- local paths <- `layers` (study base, cell) <- config_file <- overrides."""
+    """Build a RunConfig: the recipe (RunConfig()) <- budget <- local paths <- `layers` (a study's base, its override
+    for this budget, the cell: `StudySpec.layers`) <- config_file <- overrides (--set)."""
     budget = budget or default_budget()
     if budget not in BUDGETS:
         raise UserError(f"--budget {budget!r} is unknown; choose one of {', '.join(BUDGETS)}")
-    exp = experiments_dir()
     cfg = RunConfig()
-    apply_overrides(cfg, flatten(read_toml(exp / "base.toml", "base config")), source=str(exp / "base.toml"))
-    budget_file = exp / "budgets" / f"{budget}.toml"
+    budget_file = experiments_dir() / "budgets" / f"{budget}.toml"
     apply_overrides(cfg, flatten(read_toml(budget_file, f"budget {budget}")), source=str(budget_file))
     apply_overrides(cfg, local_overrides(), source="local config")
     for source, layer in layers or []:

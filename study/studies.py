@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study.config import RunConfig, apply_overrides, experiments_dir, flatten, read_toml
+from study.config import BUDGETS, RunConfig, apply_overrides, experiments_dir, flatten, read_toml
 from study.errors import UserError
 from study.metrics import ALL_METRICS, METRICS
 
-TOP_KEYS = {"title", "question", "table", "primary_metric", "direction", "seeds", "evaluations", "base", "axes", "default",
-            "variants", "search", "pruning", "notes"}
+TOP_KEYS = {"title", "question", "table", "primary_metric", "direction", "seeds", "evaluations", "base", "budgets", "axes",
+            "default", "variants", "search", "pruning", "notes"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class StudySpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     evaluations: list[str] = field(default_factory=lambda: ["davis"])
     base: dict[str, Any] = field(default_factory=dict)
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)  # [budgets.<name>]: sizes this study needs there
     axes: dict[str, list[Any]] = field(default_factory=dict)
     default: dict[str, Any] = field(default_factory=dict)
     variants: list[tuple[str, dict[str, Any], bool]] = field(default_factory=list)
@@ -93,10 +94,12 @@ class StudySpec:
         seed_list = list(range(seeds)) if seeds else self.seeds
         return [(cell, seed) for cell in self.cells() for seed in seed_list]
 
-    def layers(self, cell: Cell, seed: int) -> list[tuple[str, dict[str, Any]]]:
-        """The config layers of one trial, for `config.load_config(layers=...)`."""
+    def layers(self, cell: Cell, seed: int, budget: str) -> list[tuple[str, dict[str, Any]]]:
+        """The config layers of one trial at a budget, for `config.load_config(budget, layers=...)`: the study's base,
+        its override for this budget (e.g. a larger frame where a coarse patch would leave no patch visible), the cell."""
         evals = {"eval.datasets": list(self.evaluations)}
         return [(f"study {self.name} [base]", {**evals, **self.base}),
+                (f"study {self.name} [budgets.{budget}]", self.budgets.get(budget, {})),
                 (f"study {self.name} cell {cell.label}", {**cell.overrides, "train.seed": seed})]
 
 
@@ -150,6 +153,13 @@ def parse_study(name: str, raw: dict[str, Any], path: Path | None = None) -> Stu
     if spec.primary_metric.split(".")[0] not in spec.evaluations:
         raise UserError(f"{where}: primary_metric {spec.primary_metric} needs '{spec.primary_metric.split('.')[0]}' in evaluations")
     spec.base = _table(raw, "base", where)
+    budgets = raw.get("budgets", {})
+    if not isinstance(budgets, dict) or not all(isinstance(v, dict) for v in budgets.values()):
+        raise UserError(f"{where}: [budgets] must hold tables like [budgets.cpu] of run-config keys")
+    for name, table in budgets.items():
+        if name not in BUDGETS:
+            raise UserError(f"{where}: [budgets.{name}]: no such budget; budgets are {', '.join(BUDGETS)}")
+        spec.budgets[name] = flatten(table)
     spec.default = _table(raw, "default", where)
     spec.axes = _table(raw, "axes", where)
     for key, values in spec.axes.items():
@@ -162,6 +172,11 @@ def parse_study(name: str, raw: dict[str, Any], path: Path | None = None) -> Stu
     _parse_search(spec, raw.get("search"), where)
     if not spec.axes and not spec.variants and not spec.search:
         raise UserError(f"{where}: a study needs [axes], [[variants]] or [search]; it has none")
+    for name, table in spec.budgets.items():
+        factor = next((k for k in table if k in spec.factor_keys), None)
+        if factor:
+            raise UserError(f"{where}: [budgets.{name}] sets {factor}, a factor this study varies; a budget sets sizes "
+                            "and schedules only")
     _check_against_config(spec, where)
     return spec
 
@@ -207,7 +222,7 @@ def _parse_search(spec: StudySpec, search: Any, where: str) -> None:
 
 def _check_against_config(spec: StudySpec, where: str) -> None:
     """Every key a study sets must exist in the run config and every value must be valid there."""
-    checks = [("base", spec.base), ("default", spec.default)]
+    checks = [("base", spec.base), ("default", spec.default)] + [(f"budgets.{b}", t) for b, t in spec.budgets.items()]
     checks += [(f"axis {k}", {k: v}) for k, values in spec.axes.items() for v in values]
     checks += [(f"variant {label!r}", s) for label, s, _ in spec.variants]
     checks += [(f"search {p.key}", {p.key: p.low}) for p in spec.search]

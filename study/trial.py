@@ -54,7 +54,7 @@ def primary_value(metrics: dict[str, float], cfg: RunConfig) -> float:
 
 def run_trial(cfg: RunConfig, run_dir: Path, hooks: TrialHooks) -> dict[str, float]:
     """Train (resuming from run_dir), evaluate, log; -> final metrics. TrialFailed on a non-finite loss."""
-    from study.train.engine import train
+    from study.train.engine import NonFiniteLoss, train
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(to_toml(cfg))
@@ -67,7 +67,7 @@ def run_trial(cfg: RunConfig, run_dir: Path, hooks: TrialHooks) -> dict[str, flo
         periodic = (max(1, _steps_for_epochs(cfg, cfg.eval.every_epochs)), intermediate)
     try:
         result = train(cfg, run_dir, resume=True, on_metrics=hooks.log_metrics, periodic=periodic, progress=False)
-    except UserError as e:
+    except (UserError, NonFiniteLoss) as e:  # bad input found late, or a run that diverged: the study goes on
         raise TrialFailed(str(e)) from None
     if result.pruned:
         return {"train.steps": float(result.steps), "pruned": 1.0}

@@ -20,7 +20,7 @@ def record(study: str, cell: str, seed: int | None, *, role: str = "trial", stat
     cells = spec.cells()
     the_cell = next(c for c in cells if c.label == cell or (role == "baseline" and c.is_default))
     overrides, is_default = (the_cell.overrides, the_cell.is_default) if role == "trial" else ({}, False)
-    resolved = {k: str(v) for k, v in load_config(budget, layers=spec.layers(the_cell, seed or 0)).flat().items()}
+    resolved = {k: str(v) for k, v in load_config(budget, layers=spec.layers(the_cell, seed or 0, budget)).flat().items()}
     resolved |= {k: str(v) for k, v in (params or {}).items()}
     start = T0 + 1000 * (trial or 0)
     return {"run_id": f"{study}-{role}-{cell}-{seed}-{status}", "role": role, "status": status, "study": study,

@@ -36,7 +36,6 @@ seeds = 1
 def make_experiments(tmp: Path, studies: dict[str, str] | None = None) -> Path:
     exp = tmp / "experiments"
     (exp / "studies").mkdir(parents=True)
-    shutil.copy(REPO / "experiments" / "base.toml", exp / "base.toml")
     shutil.copytree(REPO / "experiments" / "budgets", exp / "budgets")
     for name, text in (studies or {"tiny": TINY_STUDY}).items():
         (exp / "studies" / f"{name}.toml").write_text(text)

@@ -75,7 +75,7 @@ def _train_checkpoint(tmp_path, overrides):
 
 
 SMOKE = {"model.preset": "micro", "model.patch_size": 8, "model.img_size": 32, "model.decoder_dim": 32,
-         "model.decoder_depth": 1, "model.decoder_heads": 2}
+         "model.decoder_depth": 1, "model.decoder_heads": 2, "model.mask_ratio": 0.75}
 
 
 def test_train_checkpoint_loads(tmp_path):
@@ -132,11 +132,27 @@ def test_safe_load_refuses_a_pickled_callable_and_runs_nothing(tmp_path):
 
 def test_safe_load_refuses_garbage(tmp_path):
     path = tmp_path / "junk.pt"
-    path.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(UserError, match="junk.pt: refused"):
-        safe_load(path)
+    good = tmp_path / "good.pt"
+    torch.save({"w": torch.zeros(1000)}, good)
+    for junk in (b"not a checkpoint at all", b"", good.read_bytes()[:500], b"PK\x03\x04 a broken zip"):
+        path.write_bytes(junk)
+        with pytest.raises(UserError, match="junk.pt: refused"):
+            safe_load(path)
     with pytest.raises(UserError, match="no such checkpoint"):
         safe_load(tmp_path / "missing.pt")
+
+
+def test_safe_load_lets_a_bug_keep_its_traceback(tmp_path, monkeypatch):
+    """Only an unreadable file is a user error; anything else (a bug, memory) propagates as itself."""
+    path = tmp_path / "ok.pt"
+    torch.save({"w": torch.zeros(1)}, path)
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug inside the loader")
+
+    monkeypatch.setattr(torch, "load", broken)
+    with pytest.raises(TypeError, match="a bug inside the loader"):
+        safe_load(path)
 
 
 def _counted(model, f1, f2, backward):

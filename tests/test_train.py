@@ -49,29 +49,38 @@ def test_lr_schedule_matches_the_formula():
     assert learning_rate(40, s, t) == pytest.approx(1e-5)                  # end = min_lr
 
 
-def test_no_weight_decay_on_norms_biases_and_tokens():
+def test_weight_decay_groups_follow_mae_add_weight_decay():
+    """MAE's add_weight_decay: every trainable parameter with 2+ dimensions decays, [CLS] and mask tokens included;
+    biases and 1-D parameters do not; the fixed sin-cos position embeddings are not optimized at all."""
     cfg = load_config("smoke")
     model = build_model(cfg.model)
     opt = build_optimizer(model, cfg)
     names = {id(p): n for n, p in model.named_parameters()}
-    decayed = [names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]]
-    plain = [names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]]
-    assert decayed and plain
-    assert all(not n.endswith(".bias") and "norm" not in n and "token" not in n for n in decayed)
-    assert any(n.endswith("qkv.weight") for n in decayed)
-    assert any("norm" in n for n in plain) and any(n.endswith(".bias") for n in plain)
+    group = {names[id(p)]: g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    wd = cfg.train.weight_decay
+    assert group["encoder.cls_token"] == wd and group["mask_token"] == wd
+    assert group["encoder.patch_embed.proj.weight"] == wd and group["encoder.blocks.0.attn.qkv.weight"] == wd
+    assert group["decoder_embed.weight"] == wd and group["decoder_pred.weight"] == wd
+    assert group["encoder.blocks.0.attn.qkv.bias"] == 0.0 and group["encoder.norm.weight"] == 0.0
+    assert group["decoder_norm.bias"] == 0.0 and group["encoder.patch_embed.proj.bias"] == 0.0
+    assert "encoder.pos_embed" not in group and "decoder_pos_embed" not in group
+    for name, p in model.named_parameters():  # the rule itself, over every parameter
+        if p.requires_grad:
+            assert group[name] == (wd if p.ndim >= 2 else 0.0), name
     assert opt.defaults["betas"] == (0.9, 0.95)
-    assert {g["weight_decay"] for g in opt.param_groups} == {0.0, cfg.train.weight_decay}
 
 
 def test_resume_gives_the_same_losses_step_for_step(videos, tmp_path):
+    """At mask ratio 0.5 (32 of 64 patches visible) the masks matter: the resumed run must draw exactly the masks the
+    uninterrupted one drew (its own masking generator, restored from the checkpoint)."""
     torch.use_deterministic_algorithms(True)
     try:
-        cfg = smoke_cfg(**{"train.precision": "fp32"})
+        exact = {"train.precision": "fp32", "model.mask_ratio": 0.5}
+        cfg = smoke_cfg(**exact)
         full = train(cfg, tmp_path / "full", videos=videos, progress=False)
         assert full.steps == len(full.losses) > 4
         # an interrupted run: stop after 4 steps (the checkpoint at step 4 stays), then a new process picks it up
-        short = smoke_cfg(**{"train.precision": "fp32"})
+        short = smoke_cfg(**exact)
         part_dir = tmp_path / "part"
 
         class Interrupt(Exception):
@@ -92,6 +101,39 @@ def test_resume_gives_the_same_losses_step_for_step(videos, tmp_path):
         torch.use_deterministic_algorithms(False)
 
 
+def test_gradient_accumulation_equals_one_big_batch(videos, tmp_path):
+    """accum_iter 2 at batch B/2 takes the same optimizer step as accum_iter 1 at batch B (the same pairs and masks,
+    the loss averaged over both halves), and the lr schedule counts optimizer steps, not micro-steps."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    torch.use_deterministic_algorithms(True)
+    runs = {}
+    try:
+        for accum, batch in ((1, 8), (2, 4)):
+            grads, params, lrs = [], [], []
+            flat = lambda opt: [p for g in opt.param_groups for p in g["params"]]  # noqa: E731
+            pre = register_optimizer_step_pre_hook(
+                lambda opt, a, k: None if grads else grads.append([p.grad.clone() for p in flat(opt)]))
+            post = register_optimizer_step_post_hook(
+                lambda opt, a, k: None if params else params.append([p.detach().clone() for p in flat(opt)]))
+            cfg = smoke_cfg(**{"train.precision": "fp32", "model.mask_ratio": 0.5, "train.warmup_epochs": 0.0,
+                               "train.epochs": 4.0, "train.batch_size": batch, "train.accum_iter": accum})
+            try:
+                result = train(cfg, tmp_path / f"accum{accum}", videos=videos, progress=False,
+                               on_metrics=lambda m, step: lrs.append((step, m["train.lr"])))
+            finally:
+                pre.remove()
+                post.remove()
+            runs[accum] = grads[0], params[0], lrs, result.steps
+    finally:
+        torch.use_deterministic_algorithms(False)
+    (g1, p1, lr1, steps1), (g2, p2, lr2, steps2) = runs[1], runs[2]
+    # one lr per optimizer step: the same cosine over 4 steps, starting at the peak (no warmup), so step 1 moves
+    assert steps1 == steps2 == 4 and lr1 == lr2 and [s for s, _ in lr1] == [1, 2, 3, 4] and lr1[0][1] > lr1[-1][1] > 0
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(g1, g2))  # the accumulated gradient
+    assert max((a - b).abs().max().item() for a, b in zip(p1, p2)) < 1e-5  # the parameters after one step
+
+
 def test_resume_with_another_model_is_refused(videos, tmp_path):
     train(smoke_cfg(), tmp_path / "r", videos=videos, progress=False)
     with pytest.raises(UserError, match="model.mask_ratio"):
@@ -110,6 +152,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
         return loss * float("nan") if calls["n"] == 5 else loss
 
     monkeypatch.setattr(SiamMAE, "forward_loss", poisoned)
+    assert not issubclass(NonFiniteLoss, UserError)  # a failed run, not bad input (exit 1, not 2)
     with pytest.raises(NonFiniteLoss, match=r"loss is nan at step 5; the last good checkpoint is .*checkpoint.pt"):
         train(smoke_cfg(), tmp_path / "nan", videos=videos, progress=False)
     state = load_checkpoint(tmp_path / "nan" / "checkpoint.pt")
@@ -154,7 +197,74 @@ def test_study_train_smoke_finishes_and_its_loss_falls(tmp_path):
     assert "done:" in proc.stdout
 
 
+def _study_train(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "study.cli", "train", *args], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=300)
+
+
+def test_a_diverging_run_is_one_line_and_exit_1(tmp_path):
+    env = {**os.environ, "STUDY_STATE_DIR": str(tmp_path / "state")}
+    proc = _study_train("--budget", "smoke", "--set", "train.blr=1e12", "--set", "train.epochs=4", "--out",
+                        str(tmp_path / "run"), env=env)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: training stopped: the loss is nan at step")
+    assert "Traceback" not in proc.stderr
+
+
+def test_resume_with_another_config_changes_nothing_in_the_folder(tmp_path):
+    env = {**os.environ, "STUDY_STATE_DIR": str(tmp_path / "state")}
+    run = tmp_path / "run"
+    assert _study_train("--budget", "smoke", "--set", "train.epochs=2", "--out", str(run), env=env).returncode == 0
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.iterdir()}
+    proc = _study_train("--budget", "smoke", "--set", "train.epochs=2", "--set", "model.mask_ratio=0.5", "--resume",
+                        "--out", str(run), env=env)
+    assert proc.returncode == 2 and "model.mask_ratio" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.iterdir()} == before
+
+
+def _root_can_write_anyway(folder: Path) -> bool:
+    """As root, chmod 555 does not stop writes: that case cannot show the refusal."""
+    try:
+        (folder / ".probe").touch()
+    except OSError:
+        return False
+    (folder / ".probe").unlink()
+    return True
+
+
+def test_out_onto_a_file_or_into_proc_is_one_line_and_exit_2(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    for out in (a_file, a_file / "run", Path("/proc/study-test-run")):
+        proc = _study_train("--budget", "smoke", "--out", str(out))
+        assert proc.returncode == 2, (out, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and str(out) in proc.stderr and "Traceback" not in proc.stderr
+    assert a_file.read_text() == "mine" and not Path("/proc/study-test-run").exists()
+
+
+def test_out_in_a_read_only_folder_is_one_line_and_exit_2(tmp_path):
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        if _root_can_write_anyway(read_only):
+            pytest.skip("running as root: a read-only folder is writable")
+        for out in (read_only, read_only / "run"):
+            proc = _study_train("--budget", "smoke", "--out", str(out))
+            assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+            assert "cannot" in proc.stderr and "Traceback" not in proc.stderr
+        assert not list(read_only.iterdir())
+    finally:
+        read_only.chmod(0o755)
+
+
 @pytest.mark.parametrize("flag, message", [
+    (["--set", "train.epochs=nan"], "train.epochs = nan is not a finite number"),
+    (["--set", "train.epochs=inf"], "train.epochs = inf is not a finite number"),
+    (["--set", "model.mask_ratio=nan"], "model.mask_ratio = nan is not a finite number"),
+    (["--budget", "smoke", "--set", "model.mask_ratio=0.99"], "model.img_size = 64 / model.patch_size = 8"),
+    (["--budget", "smoke", "--set", "model.mask_strategy=tube"], "model.mask_ratio_f1 (0.0) must equal"),
     (["--set", "train.epochs=-1"], "train.epochs"),
     (["--set", "model.nope=1"], "unknown config key 'model.nope'"),
     (["--set", "data.augmentation=blur"], "data.augmentation"),
@@ -164,8 +274,7 @@ def test_study_train_smoke_finishes_and_its_loss_falls(tmp_path):
 ])
 def test_bad_input_is_one_line_and_exit_2_and_writes_nothing(tmp_path, flag, message):
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "study.cli", "train", *flag, "--out", str(out)],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = _study_train(*flag, "--out", str(out))
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists()

@@ -46,8 +46,8 @@ def train_step_rate(model, optimizer, f1, f2, steps: int, bf16: bool) -> tuple[f
     return f1.shape[0] / sorted(times)[median], f1.shape[0] / sorted(cpu_times)[median]
 
 
-def bench_model(batch: int = 8, steps: int = 5, preset: str = "small", patch_size: int = 16, img_size: int = 224,
-                decoder: str = "cross-self") -> None:
+def bench_model(batch: int, steps: int, preset: str, patch_size: int, img_size: int, decoder: str) -> None:
+    """The model's keys not given here come from the recipe (RunConfig()), as the CLI's defaults do."""
     cfg = apply_overrides(RunConfig(), {"model.preset": preset, "model.patch_size": patch_size,
                                         "model.img_size": img_size, "model.decoder": decoder}, source="bench model")
     from study.model import build_model

@@ -1,7 +1,9 @@
 """Paired augmentation: one crop box, one flip, one colour jitter, drawn once and applied identically to f1 and f2.
 
 Parameters come from torchvision's own samplers (RandomResizedCrop.get_params, ColorJitter.get_params) run under a
-torch seed taken from the caller's numpy generator, so the result is a pure function of that generator.
+torch seed taken from the caller's numpy generator, so the result is a pure function of that generator (the dataset's
+per-item generator, seeded by (seed, epoch, video index)). Those samplers take no generator argument, so they run
+inside `torch.random.fork_rng`: torch's global RNG is seeded for them and restored after, untouched for anyone else.
 """
 
 from __future__ import annotations

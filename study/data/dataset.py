@@ -128,10 +128,12 @@ def make_loader(dataset: FramePairDataset, videos_per_batch: int, num_workers: i
     """Batches of videos_per_batch videos = videos_per_batch * r pairs, as (f1, f2) each (B*r, 3, S, S).
 
     One loader serves `epochs` passes from (epoch, start_batch); persistent workers would only pay across loaders,
-    which chaining passes makes unnecessary. Pinned memory only when CUDA is there to use it."""
+    which chaining passes makes unnecessary. Pinned memory only when CUDA is there to use it.
+    The loader gets its own seeded generator: without one, every iter() takes a draw from torch's global RNG (for the
+    workers' base seed), so starting a loader at a resume would shift whatever else draws from it."""
     workers = default_workers() if num_workers < 0 else num_workers
     sampler = EpochSampler(len(dataset), videos_per_batch, seed, epoch, start_batch, epochs)
     return DataLoader(dataset, batch_size=videos_per_batch, sampler=sampler, num_workers=workers,
                       collate_fn=collate_pairs, drop_last=True, pin_memory=torch.cuda.is_available(),
-                      prefetch_factor=4 if workers else None)
+                      prefetch_factor=4 if workers else None, generator=torch.Generator().manual_seed(seed + epoch))
 

@@ -1,4 +1,4 @@
-"""SiamMAE: ViT encoder (siamese | joint), masking (random | block | grid), decoder (cross-self | cross | joint).
+"""SiamMAE: ViT encoder (siamese | joint), masking (random | block | grid | tube), decoder (cross-self | cross | joint).
 
 The names below load on first use (PEP 562 `__getattr__`), so `study.model.info` can check a command's inputs and
 fail in a fraction of a second before torch and timm are imported.
@@ -9,8 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from study.config import ENCODER_PRESETS, ModelConfig
-from study.errors import UserError
+from study.config import ENCODER_PRESETS, ModelConfig, validate_model
 
 if TYPE_CHECKING:
     from study.model.siammae import SiamMAE
@@ -32,18 +31,12 @@ def __getattr__(name: str) -> Any:
 
 def build_model(cfg: ModelConfig) -> "SiamMAE":
     """A SiamMAE from the config's model section; width/depth/heads from ENCODER_PRESETS[cfg.preset]."""
-    from study.model.masking import keep_count
     from study.model.siammae import SiamMAE
 
-    if cfg.preset not in ENCODER_PRESETS:
-        raise UserError(f"model.preset = {cfg.preset!r} is unknown; choose one of {', '.join(ENCODER_PRESETS)}")
-    num_patches = (cfg.img_size // cfg.patch_size) ** 2
-    if keep_count(num_patches, cfg.mask_ratio) == num_patches:
-        raise UserError(f"model.mask_ratio = {cfg.mask_ratio} masks none of f2's {num_patches} patches, so there is "
-                        "nothing to predict; use a ratio that masks at least one patch (e.g. 0.95)")
+    validate_model(cfg, "model")  # a ModelConfig built by hand has not been through the config loader's checks
     width, depth, heads = ENCODER_PRESETS[cfg.preset]
     return SiamMAE(img_size=cfg.img_size, patch_size=cfg.patch_size, embed_dim=width, depth=depth, num_heads=heads,
                    encoder=cfg.encoder, decoder=cfg.decoder, decoder_dim=cfg.decoder_dim,
                    decoder_depth=cfg.decoder_depth, decoder_heads=cfg.decoder_heads, mask_ratio=cfg.mask_ratio,
                    mask_ratio_f1=cfg.mask_ratio_f1, mask_strategy=cfg.mask_strategy, norm_pix_loss=cfg.norm_pix_loss,
-                   decoder_pos_f1=cfg.decoder_pos_f1)
+                   decoder_pos_f1=cfg.decoder_pos_f1, loss_frames=cfg.loss_frames)

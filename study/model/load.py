@@ -27,11 +27,15 @@ def safe_load(path: str | Path) -> dict[str, Any]:
         with warnings.catch_warnings():  # torch warns about legacy pickles before refusing them: the error says it all
             warnings.simplefilter("ignore", UserWarning)
             payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except pickle.UnpicklingError as e:  # weights_only refused a global (code), or the bytes are not a pickle
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: refused: not a plain tensor checkpoint ({reason[:200]})") from None
-    except Exception as e:  # truncated zip, not a torch file at all, ...
+    except (EOFError, RuntimeError, KeyError) as e:
+        # what torch.load raises on an empty or truncated file (EOFError), a corrupt or foreign zip archive (its zip
+        # reader's RuntimeError) and a file that is no torch format at all (KeyError from the legacy reader)
         raise UserError(f"{path}: refused: not a plain tensor checkpoint (unreadable: {type(e).__name__})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not isinstance(payload, dict):
         raise UserError(f"{path}: refused: not a plain tensor checkpoint (holds a {type(payload).__name__}, not a dict)")
     return payload

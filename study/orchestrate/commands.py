@@ -23,7 +23,7 @@ ROOT_KEYS = {"davis": "eval.davis_root", "jhmdb": "eval.jhmdb_root", "vip": "eva
 def resolve(spec: StudySpec, budget: str, seeds: int | None, overrides: list[str]) -> list[tuple[Slot, RunConfig]]:
     """Every planned slot's config; any bad key, value or budget raises here, before anything is opened."""
     flags = parse_set(overrides)
-    out = [(slot, load_config(budget, layers=spec.layers(slot.cell, slot.seed), overrides=flags))
+    out = [(slot, load_config(budget, layers=spec.layers(slot.cell, slot.seed, budget), overrides=flags))
            for slot in planned_slots(spec, seeds)]
     if budget == "paper":
         cfg = out[0][1]

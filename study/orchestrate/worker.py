@@ -160,7 +160,8 @@ def _run_tracked(job: Job, spec: StudySpec, study: optuna.Study, trial: optuna.T
     from study.tracking import TrialRun
     from study.trial import TrialFailed
 
-    cfg = load_config(job.budget, layers=spec.layers(slot.cell, slot.seed), overrides=parse_set(job.overrides or []))
+    cfg = load_config(job.budget, layers=spec.layers(slot.cell, slot.seed, job.budget),
+                      overrides=parse_set(job.overrides or []))
     cfg.tracking.state_dir = job.state
     id_file = rdir / "mlflow_run_id"
     known_run = trial.user_attrs.get("mlflow_run_id") or (id_file.read_text().strip() if id_file.exists() else None)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
+from study.atomic import write_text
 from study.config import load_config, parse_set, state_dir, to_toml
 from study.errors import UserError
 
@@ -30,19 +32,30 @@ def train_command(config: str | None, budget: str | None, overrides: list[str], 
     if resume and not (run_dir / "checkpoint.pt").exists():
         raise UserError(f"--resume: {run_dir} has no checkpoint.pt; drop --resume to start a new run there")
 
-    from study.train.engine import train  # torch and timm load here, not at `study --help`
+    # torch and timm load here, not at `study --help`
+    from study.train.engine import NonFiniteLoss, train
+    from study.train.state import CHECKPOINT, check_resumable, load_checkpoint
 
-    created = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(to_toml(cfg))
-    resuming = (run_dir / "checkpoint.pt").exists()
+    ckpt = run_dir / CHECKPOINT
+    if ckpt.exists():  # a run of another config is refused before anything in its folder changes
+        check_resumable(load_checkpoint(ckpt), cfg, ckpt)
+    created = make_run_dir(run_dir)
+    try:
+        write_text(run_dir / "config.toml", to_toml(cfg))
+    except OSError as e:
+        _remove(created)
+        raise UserError(f"--out {run_dir}: cannot write there ({e.strerror or e}); give a folder you can write to") from None
+    resuming = ckpt.exists()
     print(f"run folder: {run_dir}" + (" (resuming from its checkpoint)" if resuming else ""))
     try:
         result = train(cfg, run_dir, resume=True)
-    except UserError:
-        if created and not (run_dir / "checkpoint.pt").exists():  # a run that never stepped leaves nothing behind
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    except (UserError, NonFiniteLoss) as e:
+        if not ckpt.exists():  # a run that never checkpointed leaves nothing behind
+            _remove(created)
+        if isinstance(e, UserError):
+            raise
+        print(f"error: {e}", file=sys.stderr)  # a failed run, not bad input: exit 1, no traceback
+        raise SystemExit(1) from None
     losses = result.losses
     if result.skipped_videos:
         print(f"skipped {len(result.skipped_videos)} unreadable video(s): {', '.join(result.skipped_videos[:5])}")
@@ -50,6 +63,23 @@ def train_command(config: str | None, budget: str | None, overrides: list[str], 
         k = max(1, min(10, len(losses) // 10))
         print(f"done: {result.steps} steps in {result.wall_s:.1f}s, loss {sum(losses[:k]) / k:.4f} -> "
               f"{sum(losses[-k:]) / k:.4f} (mean of the first and last {k} steps)")
-    print(f"checkpoint: {run_dir / 'checkpoint.pt'}")
+    print(f"checkpoint: {ckpt}")
     if (run_dir / "recon.png").exists():
         print(f"reconstructions: {run_dir / 'recon.png'}")
+
+
+def make_run_dir(run_dir: Path) -> Path | None:
+    """Create run_dir (and missing parents); -> the topmost folder created, None if it existed. Any OSError (a
+    read-only place, /proc, a file in the way) is one line naming --out."""
+    missing = next((p for p in reversed([run_dir, *run_dir.parents]) if not p.exists()), None)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _remove(missing)
+        raise UserError(f"--out {run_dir}: cannot create it ({e.strerror or e}); give a folder you can write to") from None
+    return missing
+
+
+def _remove(created: Path | None) -> None:
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)

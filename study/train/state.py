@@ -14,6 +14,7 @@ import torch
 
 from study.atomic import atomic_path
 from study.config import RunConfig, TrainConfig
+from study.errors import UserError
 from study.data.pairs import steps_per_effective_epoch, steps_per_pass
 from study.model.load import safe_load
 
@@ -65,26 +66,54 @@ def learning_rate(step: float, schedule: Schedule, t: TrainConfig) -> float:
     return t.min_lr + (peak - t.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def rng_state() -> dict[str, Any]:
-    """The RNGs a step touches (masking draws from torch's). Data randomness is a pure function of (seed, epoch, index),
-    so it needs no state here."""
+def mask_generator(seed: int, rank: int = 0) -> torch.Generator:
+    """The masking RNG of a training run: its own CPU generator (masks are drawn on the CPU), seeded per rank, so no
+    other consumer of torch's global RNG (a DataLoader's iter(), a library) can shift the masks."""
+    return torch.Generator().manual_seed(seed * 1000 + rank)
+
+
+def rng_state(model: torch.nn.Module | None = None) -> dict[str, Any]:
+    """The RNG states a step touches: the masking generator's, and torch's global ones (for anything else that draws
+    from them). Data randomness is a pure function of (seed, epoch, index), so it needs no state here."""
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    generator = getattr(model, "mask_generator", None)
+    if generator is not None:
+        state["masking"] = generator.get_state()
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], model: torch.nn.Module | None = None) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    generator = getattr(model, "mask_generator", None)
+    if generator is not None and "masking" in state:
+        generator.set_state(state["masking"])
+
+
+# Keys that may differ between a run and its resume: bookkeeping and the machine, not what is trained.
+RESUME_MAY_DIFFER = ("train.checkpoint_every", "train.log_every", "data.num_workers")
+
+
+def check_resumable(state: dict[str, Any], cfg: RunConfig, path: Path) -> None:
+    """Resuming with another model, data or schedule would silently mix two runs: refuse with one line."""
+    saved = RunConfig.from_dict(state["config"]).flat()
+    ours = cfg.flat()
+    differ = [k for k in ours if k.startswith(("model.", "data.", "train.")) and k not in RESUME_MAY_DIFFER
+              and saved.get(k) != ours[k]]
+    if differ:
+        k = differ[0]
+        raise UserError(f"{path} was written with {k} = {saved.get(k)!r}, this run has {ours[k]!r}; "
+                        "use another --out folder or drop --resume")
 
 
 def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, micro_step: int,
                     cfg: RunConfig, losses: list[float], finished: bool) -> None:
     """Write atomically: a temp file in the same folder, fsync, then rename over the old one."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "micro_step": micro_step,
-             "config": cfg.to_dict(), "rng": rng_state(), "losses": torch.tensor(losses, dtype=torch.float64),
+             "config": cfg.to_dict(), "rng": rng_state(model), "losses": torch.tensor(losses, dtype=torch.float64),
              "finished": finished}
     with atomic_path(path, durable=True) as tmp:
         torch.save(state, tmp)
