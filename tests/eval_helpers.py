@@ -60,13 +60,18 @@ class StaticEncoder(torch.nn.Module):
         return table.expand(len(frames), -1, -1, -1)
 
 
-def study_eval(monkeypatch, capsys, encoder, *args):
-    """`study eval ARGS` in-process at the smoke budget with `encoder` as the loaded checkpoint: (exit code, out, err)."""
+def study_eval(monkeypatch, capsys, encoder, *args, loads: list | None = None):
+    """`study eval ARGS` in-process at the smoke budget with `encoder` as the loaded checkpoint: (exit code, out, err).
+    `loads` collects one entry per checkpoint load."""
     import study.model
 
     monkeypatch.setenv("STUDY_BUDGET", "smoke")
     if encoder is not None:
-        monkeypatch.setattr(study.model, "load_encoder", lambda *a, **k: encoder)
+        def load(*a, **k):
+            if loads is not None:
+                loads.append(a)
+            return encoder
+        monkeypatch.setattr(study.model, "load_encoder", load)
     monkeypatch.setattr(sys, "argv", ["study", "eval", *args])
     with pytest.raises(SystemExit) as exc:
         cli.main()

@@ -95,3 +95,20 @@ def test_only_decoding_failures_count_as_unreadable(tmp_path, monkeypatch):
     (tmp_path / "cut.mp4").write_bytes(good[0].read_bytes()[:300])
     with pytest.raises(VideoDecodeError, match="cut.mp4"):
         read_frames(tmp_path / "cut.mp4", [0])
+
+
+@pytest.mark.parametrize("raised,expected", [
+    (RuntimeError("Error reading /x.mp4..."), "VideoDecodeError"),
+    (RuntimeError("std::bad_alloc"), "RuntimeError"),
+])
+def test_decord_errors_are_classified_by_what_they_say(monkeypatch, raised, expected):
+    import decord
+
+    from study.data.video import VideoDecodeError, open_video
+
+    def failing(*args, **kwargs):
+        raise raised
+    monkeypatch.setattr(decord, "VideoReader", failing)
+    with pytest.raises((VideoDecodeError, RuntimeError)) as info:
+        open_video("/x.mp4")
+    assert type(info.value).__name__ == expected

@@ -64,8 +64,10 @@ def test_out_is_never_a_folder_of_the_users(monkeypatch, capsys, tmp_path):
     afile.write_text("keep")
     code, _, err = study_eval(monkeypatch, capsys, StaticEncoder(8), *args, "--out", str(afile))
     assert code == 2 and "is an existing file" in err and afile.read_text() == "keep"
-    code, _, err = study_eval(monkeypatch, capsys, StaticEncoder(8), *args, "--out", "/proc/study-eval-x")
+    loads = []
+    code, _, err = study_eval(monkeypatch, capsys, StaticEncoder(8), *args, "--out", "/proc/study-eval-x", loads=loads)
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: --out /proc/study-eval-x")
+    assert loads == []                                              # refused before loading anything
     code, _, err = study_eval(monkeypatch, capsys, StaticEncoder(8), *args, "--out", str(afile / "sub"))
     assert code == 2 and err.count("\n") == 1
     # an earlier evaluation of ours is replaced; an empty folder is used

@@ -161,3 +161,15 @@ def test_protocols_module_imports_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr
+
+
+def test_frames_are_normalised_with_the_protocols_mean_and_std(tmp_path):
+    from PIL import Image
+
+    from study.evaluate.frames import load_frame
+
+    Image.fromarray(np.full((4, 6, 3), 200, np.uint8)).save(tmp_path / "f.png")
+    for name, std in (("paper", 0.229), ("dino", 0.228)):
+        x, rgb = load_frame(tmp_path / "f.png", (4, 6), preset(name))
+        assert rgb.shape == (4, 6, 3) and x.shape == (3, 4, 6)
+        assert float(x[0, 0, 0]) == pytest.approx((200 / 255 - 0.485) / std, abs=1e-6)
