@@ -161,3 +161,26 @@ def test_jhmdb_pck_of_joints_placed_by_hand(monkeypatch, capsys, tmp_path):
                               str(root), "--out", str(tmp_path / "res"), "--set", "eval.short_side=480")
     assert code == 0, err
     assert json.loads((tmp_path / "res/summary.json").read_text())["summary"] == {"pck_0.1": 100.0, "pck_0.2": 100.0}
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_evaluation_follows_the_encoder_to_the_gpu(tmp_path, davis_root):
+    """A trial's model stays on the GPU it trained on: frames must be encoded there (they were sent to the CPU, a
+    device mismatch), and the numbers must be the CPU's up to float rounding (TF32 off, as CropMAE's notes ask)."""
+    import torch
+
+    from study.config import load_config
+    from study.evaluate.run import evaluate_dataset
+    from study.model import load_encoder
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    cfg = load_config(budget="smoke")
+    model = load_encoder("random", cfg.model, seed=0)
+    on_cpu = evaluate_dataset(model, "davis", davis_root, cfg.eval, tmp_path / "cpu")
+    model = model.cuda()
+    on_gpu = evaluate_dataset(model, "davis", davis_root, cfg.eval, tmp_path / "gpu")
+    assert next(model.parameters()).is_cuda
+    assert on_gpu == pytest.approx(on_cpu, abs=0.5)
+    same = [np.mean(np.array(Image.open(p)) == np.array(Image.open(tmp_path / "gpu" / p.relative_to(tmp_path / "cpu"))))
+            for p in (tmp_path / "cpu/results").rglob("*.png")]
+    assert np.mean(same) > 0.99

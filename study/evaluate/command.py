@@ -40,7 +40,11 @@ def eval_command(dataset: str, checkpoint: str, root: str | None, protocol: str,
     from study.evaluate.run import evaluate_dataset
     from study.model import load_encoder
 
+    import torch
+
     encoder = load_encoder(checkpoint, cfg.model, seed=cfg.train.seed)
+    if torch.cuda.is_available() and isinstance(encoder, torch.nn.Module):
+        encoder = encoder.cuda()          # frames are encoded where the weights are; propagation stays on the CPU
     summary = evaluate_dataset(encoder, dataset, root_path, cfg.eval, out_dir)
 
     from rich.console import Console

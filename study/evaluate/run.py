@@ -79,19 +79,23 @@ def _publish(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def evaluate_dataset(encoder, dataset: str, root: Path, eval_cfg, out_dir: Path, device: str = "cpu",
+def evaluate_dataset(encoder, dataset: str, root: Path, eval_cfg, out_dir: Path, device: str | None = None,
                      bf16: bool = False) -> dict[str, float]:
     """Label propagation of `encoder` on `dataset` ('davis' | 'jhmdb' | 'vip') at `root`; results into `out_dir`.
 
     Returns the summary in the paper's units (percent): davis -> jf_mean, j_mean, f_mean, j_recall, f_recall, j_decay,
     f_decay; jhmdb -> pck_0.1, pck_0.2; vip -> miou. Writes result PNGs (DAVIS palette / VIP class ids) or keypoint
     .npy files, two CSV tables (percent), summary.json (the resolved protocol as `params`) and a contact sheet per
-    video."""
+    video. Frames are encoded on `device` (default: where the encoder's weights are, e.g. the GPU a trial trained
+    on); the propagation runs on the CPU."""
     import polars as pl
 
     if dataset not in RUNNERS:
         raise UserError(f"dataset {dataset!r} is unknown; choose one of {', '.join(RUNNERS)}")
     protocol = resolve(eval_cfg, dataset)
+    if device is None:
+        weights = next(iter(encoder.parameters()), None) if hasattr(encoder, "parameters") else None
+        device = str(weights.device) if weights is not None else "cpu"
     out_dir = check_out(out_dir)
     tmp = _temp_beside(out_dir)
     was_training = getattr(encoder, "training", False)
