@@ -217,23 +217,3 @@ def _eval_config(params: dict):
         setattr(cfg, f.name, value)
     return cfg
 
-
-def paper_differences(eval_cfg, dataset: str) -> list[str]:
-    """Why an evaluation is not the paper's protocol, in words ([] when it is): the protocol named, its overrides,
-    and the scale (the paper evaluates at a short side of 480). A report shows the paper's number beside a row only
-    when this is empty. `eval_cfg`: an EvalConfig or a run's flat params."""
-    if isinstance(eval_cfg, dict):
-        eval_cfg = _eval_config(eval_cfg)
-    if eval_cfg.protocol != "paper":
-        return [f"protocol {eval_cfg.protocol}, not paper"]
-    used, paper = resolve(eval_cfg, dataset), preset("paper", dataset)
-    out = [f"eval.{k} = {getattr(used.propagation, k):g} (the paper's: {getattr(paper.propagation, k):g})"
-           for k in ("topk", "queue", "neighborhood", "temperature")
-           if getattr(used.propagation, k) != getattr(paper.propagation, k)]
-    if used.pos_embed != paper.pos_embed:
-        out.append(f"eval.pos_embed = {used.pos_embed} (the paper's: {paper.pos_embed})")
-    if used.frame_size:
-        out.append(f"eval.frame_size = {list(used.frame_size)} (the paper's: {paper.frames.text()})")
-    elif used.short_side != REFERENCE_SHORT_SIDE:
-        out.append(f"frames at short side {used.short_side} (the paper's: {REFERENCE_SHORT_SIDE})")
-    return out
