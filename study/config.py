@@ -127,14 +127,19 @@ class EvalConfig:
     davis_root: str = _f("", "DAVIS-2017 root; empty = the generated default set")
     jhmdb_root: str = _f("", "JHMDB root; empty = the generated default set")
     vip_root: str = _f("", "VIP root; empty = the generated default set")
-    protocol: str = _f("paper", "propagation preset", choices=PROTOCOLS)
-    topk: int = _f(0, "override the preset's top-k (0 = preset)", lo=0)
-    queue: int = _f(-1, "override the preset's context queue length (-1 = preset)", lo=-1)
-    neighborhood: float = _f(-1.0, "override the preset's neighborhood size (-1 = preset)", lo=-1.0)
-    temperature: float = _f(0.0, "override the preset's temperature (0 = preset)", lo=0.0)
-    short_side: int = _f(480, "evaluation frames are resized to this short side", lo=8)
-    pos_embed: str = _f("interpolate", "position embedding at the evaluation grid: interpolate the training grid's (as "
-                        "DINO's evaluation does) or extend sin-cos to integer positions", choices=("interpolate", "extend"))
+    protocol: str = _f("paper", "evaluation protocol (study/evaluate/protocols.py): paper = CropMAE's (CRW's loop "
+                       "around a ViT, the one that reproduced the paper's numbers), dino, crw", choices=PROTOCOLS)
+    topk: int = _f(0, "override the protocol's top-k (0 = protocol)", lo=0)
+    queue: int = _f(-1, "override the protocol's context length (-1 = protocol)", lo=-1)
+    neighborhood: float = _f(-1.0, "override the protocol's neighbourhood (-1 = protocol; 0 = whole frame)", lo=-1.0)
+    temperature: float = _f(0.0, "override the protocol's temperature (0 = protocol)", lo=0.0)
+    short_side: int = _f(480, "evaluation scale: the protocol's frame sizes are stated at a short side of 480 (paper: "
+                         "DAVIS 480x880); other values scale them (192: 192x352)", lo=8)
+    frame_size: list[int] = _f([], "one exact evaluation frame size [height, width] for every video, instead of the "
+                               "protocol's rule ([] = the rule at eval.short_side)", lo=8)
+    pos_embed: str = _f("", "position embedding at the evaluation grid ('' = the protocol's): bicubic resizes the "
+                        "training grid's table (DINO), interpolate samples its sin-cos at the new cell centres, extend "
+                        "uses integer positions", choices=("", "bicubic", "interpolate", "extend"))
     every_epochs: float = _f(0.0, "intermediate evaluation every this many effective epochs (0 = only at the end)", lo=0.0)
     synth_sequences: int = _f(4, "generated DAVIS set (when davis_root is empty): sequences", lo=1)
     synth_frames: int = _f(24, "generated DAVIS set: frames per sequence", lo=2)
@@ -260,6 +265,9 @@ def validate(cfg: RunConfig, source: str = "config") -> None:
         raise UserError(f"{source}: data.frame_gap = {d.frame_gap} must be [min, max] with 1 <= min <= max, e.g. [4, 48]")
     if len(d.crop_scale) != 2 or not 0 < d.crop_scale[0] <= d.crop_scale[1] <= 1:
         raise UserError(f"{source}: data.crop_scale = {d.crop_scale} must be [lo, hi] with 0 < lo <= hi <= 1")
+    if len(cfg.eval.frame_size) not in (0, 2):
+        raise UserError(f"{source}: eval.frame_size = {cfg.eval.frame_size} must be [height, width], e.g. [480, 880], "
+                        "or [] for the protocol's rule")
     for name in cfg.eval.datasets:
         if name not in EVAL_DATASETS:
             raise UserError(f"{source}: eval.datasets has {name!r}; choose from {', '.join(EVAL_DATASETS)}")

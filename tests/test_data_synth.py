@@ -55,9 +55,31 @@ def test_davis_layout_palette_and_objects(tmp_path):
         assert ann[0].getpalette()[: 3 * 5] == davis_palette()[: 3 * 5] == [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128]
         ids = [np.array(a) for a in ann]
         k = int(ids[0].max())
-        assert 3 <= k <= 4 and set(np.unique(ids[0])) == set(range(k + 1))  # every object labelled in frame 0
-        assert k not in np.unique(ids[-1])  # the last object has left the frame
+        assert 1 <= k <= 3 and set(np.unique(ids[0])) == set(range(k + 1))  # every object labelled in frame 0
         assert max(int(i.max()) for i in ids) == k
+
+
+def test_davis_scenes_vary_objects_exits_and_occlusions():
+    """Over 30 sequences: 1, 2 and 3 objects all occur, every object is visible in frame 0, some sequences send the
+    last object out of the frame, and `cross` puts the later object over the earlier one at the middle frame."""
+    from study.data.synth_eval import davis_scene
+
+    counts, exits = set(), 0
+    for s in range(30):
+        scene = davis_scene(np.random.default_rng([9, s]), 36, 64, 9)
+        counts.add(len(scene.objects))
+        assert min(scene.visible_fraction(0)) > 0
+        exits += len(scene.objects) > 1 and scene.visible_fraction(8)[-1] == 0
+    assert counts == {1, 2, 3} and 3 <= exits <= 27
+    scene = Scene(np.random.default_rng(1), 64, 96, 11, n_objects=2)
+    scene.cross(scene.objects[0], scene.objects[1], 11)
+    first, second = scene.objects
+    visible = (scene.render(5)[1] == 1).sum()
+    areas = []
+    for obj in (first, second):
+        scene.objects = [obj]
+        areas.append((scene.render(5)[1] == 1).sum())
+    assert areas[0] - visible >= 0.8 * min(areas)              # the second lies (almost) wholly over the first
 
 
 def test_jhmdb_layout_and_joints(tmp_path):
@@ -93,7 +115,7 @@ def test_vip_layout_and_classes(tmp_path):
 
 def test_default_sets_are_cached(tmp_path, monkeypatch):
     first = default_sets.ensure_davis_set(tmp_path, short_side=32, n_sequences=1, n_frames=4)
-    assert first.name == f"davis-1x4-32p-s0-v{default_sets.GENERATOR_VERSION}"
+    assert first.name == f"davis-1x4-32p-s0-v{default_sets.GENERATOR_VERSION['davis']}"
     assert (first / "ImageSets/2017/val.txt").is_file()
 
     def fail(*a, **k):
@@ -106,13 +128,47 @@ def test_default_sets_are_cached(tmp_path, monkeypatch):
     assert default_sets.ensure_train_set(tmp_path, n_videos=2, n_frames=4, size=32, seed=0) == train
 
 
-def test_cli_refuses_a_non_empty_out_in_one_line(tmp_path):
+def study_data(*args):
+    return subprocess.run([sys.executable, "-m", "study.cli", "data", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("command,extra,said", [
+    ("synth-davis", ["--sequences", "2", "--frames", "3", "--short-side", "32"],
+     r"wrote 2 DAVIS-2017 sequences x 3 frames at 56x32, \d objects \(13 files, 0\.\d MB\) to .*/out in \d+\.\d s"),
+    ("synth-jhmdb", ["--videos", "2", "--frames", "2"],
+     r"wrote 2 JHMDB videos x 2 frames at 320x240, 15 joints \(\d+ files, 0\.\d MB\) to .*/out in \d+\.\d s"),
+    ("synth-vip", ["--videos", "1", "--frames", "2"],
+     r"wrote 1 VIP videos x 2 frames at 320x240 \(5 files, 0\.\d MB\) to .*/out in \d+\.\d s"),
+    ("synth", ["--videos", "2", "--frames", "3", "--size", "32"],
+     r"wrote 2 videos x 3 frames at 32x32 \(0\.\d MB\) to .*/out in \d+\.\d s"),
+])
+def test_cli_says_what_it_wrote(tmp_path, command, extra, said):
+    import re
+
+    done = study_data(command, "--out", str(tmp_path / "out"), *extra)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(said, done.stdout.strip()), done.stdout
+
+
+@pytest.mark.parametrize("command", ["synth", "synth-davis", "synth-jhmdb", "synth-vip"])
+def test_cli_refuses_bad_outs_in_one_line(tmp_path, command):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("keep me")
-    run = subprocess.run([sys.executable, "-m", "study.cli", "data", "synth-davis", "--out", str(tmp_path / "taken")],
-                         capture_output=True, text=True)
-    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "--out" in run.stderr
-    assert (tmp_path / "taken" / "x").read_text() == "keep me"
-    bad = subprocess.run([sys.executable, "-m", "study.cli", "data", "synth", "--out", str(tmp_path / "n"), "--size", "33"],
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and "--size 33" in bad.stderr and not (tmp_path / "n").exists()
+    (tmp_path / "afile").write_text("keep me too")
+    small = {"synth": ["--videos", "1", "--frames", "2", "--size", "32"], "synth-davis": ["--sequences", "1"],
+             "synth-jhmdb": ["--videos", "1"], "synth-vip": ["--videos", "1"]}[command]
+    before = sorted(tmp_path.rglob("*"))
+    for out, said in ((tmp_path / "taken", "already exists"), (tmp_path / "afile", "already exists"),
+                      (tmp_path / "afile" / "sub", "cannot create"), ("/proc/study-synth-x", "cannot write in /proc")):
+        done = study_data(command, "--out", str(out), *small)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and said in done.stderr, done.stderr
+        assert done.stderr.startswith(f"error: --out {out}")
+    assert sorted(tmp_path.rglob("*")) == before
+    assert (tmp_path / "taken" / "x").read_text() == "keep me" and (tmp_path / "afile").read_text() == "keep me too"
+
+
+@pytest.mark.parametrize("size", [33, 48, 72])
+def test_cli_refuses_sizes_it_cannot_read_back(tmp_path, size):
+    done = study_data("synth", "--out", str(tmp_path / "n"), "--size", str(size), "--videos", "1", "--frames", "2")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and f"--size {size}" in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -70,3 +70,45 @@ def test_no_readable_video_is_a_user_error(tmp_path):
     (tmp_path / "b.mp4").write_bytes(b"not a video at all")
     with pytest.raises(UserError, match="none of the 2 videos"):
         FramePairDataset(find_videos(tmp_path), 32, [1, 4], 0.0, 2, "crop", [0.5, 1.0], seed=0)
+
+
+def test_only_decoding_failures_count_as_unreadable(tmp_path, monkeypatch):
+    """An error that is not the file's (a bug in the pipeline, decord failing on a width) must surface, not be skipped
+    as an 'unreadable video'."""
+    import study.data.dataset as dataset
+    from study.data.video import VideoDecodeError
+
+    good = [_good_video(tmp_path / f"good{i}.mp4", seed=i) for i in range(2)]
+    ds = FramePairDataset(good, 32, [1, 4], 0.0, 1, "crop", [0.5, 1.0], seed=0)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the augmentation")
+    monkeypatch.setattr(dataset, "paired_augment", broken)
+    with pytest.raises(RuntimeError, match="a bug in the augmentation"):
+        ds[0]
+    assert ds.skipped == []
+
+    rng = np.random.default_rng(0)
+    write_mp4(tmp_path / "w48.mp4", [rng.integers(0, 255, (40, 48, 3), dtype=np.uint8) for _ in range(3)])
+    with pytest.raises(UserError, match="w48.mp4: decord cannot copy frames of this width"):
+        read_frames(tmp_path / "w48.mp4", [0, 1])
+    (tmp_path / "cut.mp4").write_bytes(good[0].read_bytes()[:300])
+    with pytest.raises(VideoDecodeError, match="cut.mp4"):
+        read_frames(tmp_path / "cut.mp4", [0])
+
+
+@pytest.mark.parametrize("raised,expected", [
+    (RuntimeError("Error reading /x.mp4..."), "VideoDecodeError"),
+    (RuntimeError("std::bad_alloc"), "RuntimeError"),
+])
+def test_decord_errors_are_classified_by_what_they_say(monkeypatch, raised, expected):
+    import decord
+
+    from study.data.video import VideoDecodeError, open_video
+
+    def failing(*args, **kwargs):
+        raise raised
+    monkeypatch.setattr(decord, "VideoReader", failing)
+    with pytest.raises((VideoDecodeError, RuntimeError)) as info:
+        open_video("/x.mp4")
+    assert type(info.value).__name__ == expected

@@ -68,7 +68,8 @@ def test_confusion_by_hand():
 
 
 def test_readers_on_generated_sets(tmp_path):
-    synth = pytest.importorskip("study.data.synth_eval")
+    from study.data import synth_eval as synth
+
     jroot = synth.write_jhmdb(tmp_path / "jhmdb", n_videos=2, n_frames=3, seed=0)
     videos = jhmdb.list_videos(jroot)
     assert len(videos) == 2 and all(len(v.frames) == 3 for v in videos)

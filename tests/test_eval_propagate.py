@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from study.evaluate.dense import DensePropagation
-from study.config import EvalConfig
-from study.evaluate.propagate import LabelPropagation, PropagationParams, params_from_config, propagate_video, preset
+from study.evaluate.propagate import LabelPropagation, PropagationParams, propagate_video
+from study.evaluate.protocols import preset
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -70,7 +70,7 @@ def test_oracle_features_reproduce_moving_objects():
     pos = torch.stack([torch.sin(ii / 3), torch.cos(ii / 3), torch.sin(jj / 3), torch.cos(jj / 3)], -1) * 0.3
     feats = torch.cat([codes[torch.from_numpy(ids)], pos.expand(T, h, w, 4)], -1)
     first = torch.nn.functional.one_hot(torch.from_numpy(ids[0]), 3).permute(2, 0, 1).float()
-    pred = propagate_video(feats, first, preset("paper", "davis")).argmax(1).numpy()
+    pred = propagate_video(feats, first, preset("paper", "davis").propagation).argmax(1).numpy()
     scores = [(region_iou(ids[t] == k, pred[t] == k) + boundary_f(ids[t] == k, pred[t] == k, bound_th=1)) / 2
               for t in range(1, T) for k in (1, 2)]
     assert np.mean(scores) >= 0.99
@@ -110,17 +110,6 @@ def test_topk_one_copies_the_nearest_neighbours_label():
                     if c > best:
                         best, arg = c, (a, b)
             assert torch.equal(out[:, i, j], labels[:, arg[0], arg[1]])
-
-
-def test_presets_and_overrides():
-    assert preset("paper", "vip") == PropagationParams("dino", queue=20, neighborhood=8, topk=10, temperature=0.1)
-    assert preset("crw").context == "crw" and preset("crw").halfwidth == 11    # dist < 12
-    cfg = EvalConfig(protocol="dino", topk=3, queue=-1, neighborhood=-1.0, temperature=0.0)
-    p = params_from_config(cfg, "davis")
-    assert (p.topk, p.queue, p.neighborhood, p.temperature) == (3, 7, 12, 0.1)
-    cfg = EvalConfig(protocol="paper", queue=0, neighborhood=5.0, temperature=0.05)
-    p = params_from_config(cfg, "jhmdb")
-    assert (p.topk, p.queue, p.neighborhood, p.temperature) == (7, 0, 5.0, 0.05)
 
 
 @pytest.mark.parametrize("shape,k", [((3, 5, 4, 6), 7), ((1, 2, 2, 3), 10), ((4, 3, 5, 1), 2)])

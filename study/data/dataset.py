@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from study.data.augment import paired_augment
 from study.data.pairs import gap_range, sample_gap_pair
-from study.data.video import decode_errors, open_video, scan_videos
+from study.data.video import VideoDecodeError, decode_errors, open_video, scan_videos
 from study.errors import UserError
 
 
@@ -55,7 +55,7 @@ class FramePairDataset(Dataset):
         vr = None if cached is not None else open_video(path)
         n = len(cached) if cached is not None else len(vr)
         if n < 2:
-            raise RuntimeError(f"{path}: {n} frame(s)")
+            raise VideoDecodeError(f"{path}: {n} frame(s)")
         fps = fps or cached_fps or float(vr.get_avg_fps())
         lo, hi = gap_range(self.frame_gap, self.gap_fps, fps)
         times = [sample_gap_pair(n, lo, hi, rng) for _ in range(self.r)]  # r x (t1, t2)

@@ -61,7 +61,7 @@ class Scene:
     """`render(t)` -> (rgb uint8 (H, W, 3), ids uint8 (H, W)); 0 = background, k = the k-th object (1-based, z-order)."""
 
     def __init__(self, rng: np.random.Generator, height: int, width: int, n_frames: int, n_objects: int | None = None,
-                 real_prob: float = 0.7, exit_last: bool = False, vary: bool = True):
+                 real_prob: float = 0.7, exit_last: bool = False, vary: bool = True, speed: float = 1.0):
         self.h, self.w, self.n_frames = height, width, n_frames
         side = min(height, width)
         # background: 1.5x the frame, panned linearly and zoomed gently
@@ -70,14 +70,14 @@ class Scene:
         start, end = rng.uniform(0, 1, 2), rng.uniform(0, 1, 2)
         self.pan = (start, end)
         n_objects = n_objects or int(rng.integers(2, 5))
-        self.objects = [self._make_object(rng, side, n_frames, real_prob, vary) for _ in range(n_objects)]
+        self.objects = [self._make_object(rng, side, n_frames, real_prob, vary, speed) for _ in range(n_objects)]
         if exit_last:
             self._send_out(self.objects[-1], n_frames)
 
-    def _make_object(self, rng, side, n_frames, real_prob, vary) -> SceneObject:
+    def _make_object(self, rng, side, n_frames, real_prob, vary, speed) -> SceneObject:
         size = rng.uniform(0.22, 0.5) * side  # in frame pixels
         m = max(8, int(np.ceil(size * 1.25)))  # canvas a bit larger than needed so growing stays sharp
-        travel = rng.uniform(0.1, 0.7) * side / max(1, n_frames - 1)
+        travel = speed * rng.uniform(0.1, 0.7) * side / max(1, n_frames - 1)
         direction = rng.uniform(0, 2 * np.pi)
         return SceneObject(
             canvas=Image.fromarray(texture(rng, m, m, real_prob, vary)), mask=_shape_mask(rng, m),
@@ -95,6 +95,13 @@ class Scene:
         (dx, dy), dist = min(edges.items(), key=lambda kv: kv[1])
         reach = obj.canvas.size[0] * obj.scale0 * (1 + obj.pulse[0]) * 0.75  # beyond the half-diagonal of the canvas
         obj.velocity = np.array([dx, dy], float) * (dist + reach) / max(1, (n_frames - 1) * 0.8)
+
+    def cross(self, below: SceneObject, above: SceneObject, n_frames: int) -> None:
+        """Send `above` (later in z-order) straight over `below`'s path: their centres meet at the middle frame, so
+        `below` is occluded there and comes out again."""
+        mid = (n_frames - 1) / 2
+        above.wobble[:, 0] = 0
+        above.velocity = (below.pose(mid)[0] - above.center0) / max(mid, 1)
 
     def background(self, t: float) -> Image.Image:
         z0, za, zf = self.zoom

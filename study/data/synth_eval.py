@@ -8,7 +8,7 @@ Each writer fills a temp folder next to `out` and renames it into place, so a cr
 from __future__ import annotations
 
 import shutil
-import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from scipy.io import savemat
 
 from study.data.figure import JOINTS, Figure
 from study.data.scene import Scene
-from study.data.synth_videos import prepare_out, publish
+from study.data.synth_videos import folder_size, prepare_out, publish, temp_beside
 from study.data.textures import texture
 from study.errors import UserError
 from study.palette import write_palette_png
@@ -27,16 +27,26 @@ VIP_SIZE = (240, 320)
 JHMDB_CLASSES = ("walk", "wave", "run", "jump")
 
 
-def _in_temp(out: str | Path, fill) -> Path:
+def _in_temp(out: str | Path, fill, what, quiet: bool) -> Path:
+    """Run fill(tmp) in a temp folder beside `out`, rename it into place, and say what was written (unless quiet):
+    what(root) -> e.g. '16 DAVIS-2017 sequences x 24 frames at 342x192'."""
     out = prepare_out(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    started = time.perf_counter()
+    tmp = temp_beside(out)
     try:
         fill(tmp)
         publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if not quiet:
+        files, mb = folder_size(out)
+        print(f"wrote {what(out)} ({files} files, {mb:.1f} MB) to {out} in {time.perf_counter() - started:.1f} s")
     return out
+
+
+def _frames_text(n_videos: int, n_frames: int, kind: str, size: tuple[int, int]) -> str:
+    return f"{n_videos} {kind} x {n_frames} frames at {size[1]}x{size[0]}"
 
 
 def davis_frame_size(short_side: int) -> tuple[int, int]:
@@ -44,16 +54,28 @@ def davis_frame_size(short_side: int) -> tuple[int, int]:
     return short_side, int(round(short_side * 16 / 9 / 2)) * 2
 
 
+SPEEDS = (0.5, 1.0, 2.0)   # slow, medium, fast: how far objects travel over a sequence
+
+
 def davis_scene(rng: np.random.Generator, h: int, w: int, n_frames: int) -> Scene:
-    """3-4 real-textured objects, all visible in frame 0 (they carry the first-frame labels), the last one leaving."""
+    """1-3 real-textured objects, all visible in frame 0 (they carry the first-frame labels), at one of three speeds.
+    With 2 or more objects, half the sequences send the last one out of the frame, and most make a later object pass
+    over the first (an occlusion it comes out of)."""
     for _ in range(100):
-        scene = Scene(rng, h, w, n_frames, n_objects=int(rng.integers(3, 5)), real_prob=1.0, exit_last=True, vary=False)
-        if min(scene.visible_fraction(0)) >= 0.004 and scene.visible_fraction(n_frames - 1)[-1] == 0:
+        n = int(rng.integers(1, 4))
+        leave = n >= 2 and rng.random() < 0.5
+        occlude = n >= 2 and rng.random() < 0.6 and (n == 3 or not leave)
+        scene = Scene(rng, h, w, n_frames, n_objects=n, real_prob=1.0, exit_last=leave, vary=False,
+                      speed=float(rng.choice(SPEEDS)))
+        if occlude:
+            scene.cross(scene.objects[0], scene.objects[1], n_frames)
+        if min(scene.visible_fraction(0)) >= 0.004 and (not leave or scene.visible_fraction(n_frames - 1)[-1] == 0):
             return scene
-    return scene
+    raise RuntimeError(f"no valid scene at {h}x{w} in 100 draws")   # never seen: a bug in the scene generator
 
 
-def write_davis(out: str | Path, n_sequences: int, n_frames: int, short_side: int, seed: int) -> Path:
+def write_davis(out: str | Path, n_sequences: int, n_frames: int, short_side: int, seed: int,
+                quiet: bool = False) -> Path:
     """DAVIS-2017 layout: JPEGImages/480p/<seq>/00000.jpg, Annotations/480p/<seq>/00000.png, ImageSets/2017/val.txt."""
     if n_sequences < 1 or n_frames < 3 or short_side < 16:
         raise UserError(f"--sequences {n_sequences} --frames {n_frames} --short-side {short_side}: need sequences >= 1, "
@@ -73,7 +95,11 @@ def write_davis(out: str | Path, n_sequences: int, n_frames: int, short_side: in
         (root / "ImageSets/2017").mkdir(parents=True)
         (root / "ImageSets/2017/val.txt").write_text("".join(f"{n}\n" for n in names))
 
-    return _in_temp(out, fill)
+    def what(root: Path) -> str:
+        objects = sum(int(np.array(Image.open(root / "Annotations/480p" / n / "00000.png")).max()) for n in names)
+        return _frames_text(n_sequences, n_frames, "DAVIS-2017 sequences", (h, w)) + f", {objects} objects"
+
+    return _in_temp(out, fill, what, quiet)
 
 
 def _panning_background(rng: np.random.Generator, h: int, w: int):
@@ -89,7 +115,7 @@ def _panning_background(rng: np.random.Generator, h: int, w: int):
     return at
 
 
-def write_jhmdb(out: str | Path, n_videos: int, n_frames: int, seed: int) -> Path:
+def write_jhmdb(out: str | Path, n_videos: int, n_frames: int, seed: int, quiet: bool = False) -> Path:
     """JHMDB layout: Rename_Images/<class>/<video>/00001.png (320x240, 1-based names),
     joint_positions/<class>/<video>/joint_positions.mat (pos_img (2, 15, T), 1-based pixel coordinates),
     splits/<class>_test_split1.txt (JHMDB's format: '<video>.avi 2', 2 = test) and vallist.txt ('<frames dir> <mat>')."""
@@ -120,15 +146,17 @@ def write_jhmdb(out: str | Path, n_videos: int, n_frames: int, seed: int) -> Pat
             (root / "splits" / f"{cls}_test_split1.txt").write_text("".join(lines))
         (root / "vallist.txt").write_text("".join(listing))
 
-    return _in_temp(out, fill)
+    return _in_temp(out, fill, lambda root: _frames_text(n_videos, n_frames, "JHMDB videos", (h, w)) + ", 15 joints",
+                    quiet)
 
 
-def write_vip(out: str | Path, n_videos: int, n_frames: int, seed: int) -> Path:
+def write_vip(out: str | Path, n_videos: int, n_frames: int, seed: int, size: tuple[int, int] = VIP_SIZE,
+              quiet: bool = False) -> Path:
     """VIP layout: VIP_Fine/Images/videos<N>/<000000000001>.jpg, VIP_Fine/Annotations/Category_ids/videos<N>/*.png
     (mode L, part classes 0..19) and VIP_Fine/lists/val_videos.txt. One or two people per video."""
     if n_videos < 1 or n_frames < 2:
         raise UserError(f"--videos {n_videos} --frames {n_frames}: need videos >= 1 and frames >= 2")
-    h, w = VIP_SIZE
+    h, w = size
 
     def fill(root: Path) -> None:
         fine, names = root / "VIP_Fine", []
@@ -149,4 +177,4 @@ def write_vip(out: str | Path, n_videos: int, n_frames: int, seed: int) -> Path:
         (fine / "lists").mkdir(parents=True)
         (fine / "lists/val_videos.txt").write_text("".join(f"{n}\n" for n in names))
 
-    return _in_temp(out, fill)
+    return _in_temp(out, fill, lambda root: _frames_text(n_videos, n_frames, "VIP videos", (h, w)), quiet)

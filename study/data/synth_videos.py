@@ -52,12 +52,31 @@ def _write_one(args: tuple[str, int, int, int, int]) -> str:
 
 
 def prepare_out(out: str | Path) -> Path:
-    """The final folder must not hold anything yet (we never mix sets or overwrite)."""
-    out = Path(out).expanduser()
+    """The final folder must not hold anything yet (we never mix sets or overwrite), and its parent must take files."""
+    out = Path(out).expanduser().absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--out {out} already exists and is not an empty folder; choose a new path or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create {out.parent} ({e.strerror}); choose a writable path") from None
+    if not os.access(out.parent, os.W_OK):
+        raise UserError(f"--out {out}: {out.parent} is not writable; choose a writable path")
     return out
+
+
+def temp_beside(out: Path) -> Path:
+    """A fresh temp folder next to `out` (same filesystem, so `publish` is a rename)."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write in {out.parent} ({e.strerror}); choose a writable path") from None
+
+
+def folder_size(folder: Path) -> tuple[int, float]:
+    """(files, MB) under a folder."""
+    sizes = [p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()]
+    return len(sizes), sum(sizes) / 1e6
 
 
 def publish(tmp: Path, out: Path) -> None:
@@ -76,7 +95,8 @@ def write_video_set(out: str | Path, n_videos: int, n_frames: int, size: int, se
         raise UserError(f"--size {size}: H.264 (yuv420p) needs an even frame size; use {size + 1}")
     out = prepare_out(out)
     started = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    probe_decoding(out, size)
+    tmp = temp_beside(out)
     try:
         jobs = [(str(tmp), seed, i, n_frames, size) for i in range(n_videos)]
         processes = processes or min(os.cpu_count() or 1, n_videos)
@@ -90,7 +110,28 @@ def write_video_set(out: str | Path, n_videos: int, n_frames: int, size: int, se
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if not quiet:
-        mb = sum(p.stat().st_size for p in out.iterdir()) / 1e6
+        _, mb = folder_size(out)
         print(f"wrote {n_videos} videos x {n_frames} frames at {size}x{size} ({mb:.1f} MB) to {out} "
               f"in {time.perf_counter() - started:.1f} s")
     return out
+
+
+def probe_decoding(out: Path, size: int) -> None:
+    """Refuse a frame size that decord cannot read back. Measured (decord 0.6): videos 16, 24, 48 or 72 px wide
+    encode fine but decord's frame copy fails on them, while every other even width from 18 to 518 reads back; a
+    two-frame probe video finds this for any decord build, before anything is written."""
+    from study.data.video import VideoDecodeError, read_frames
+
+    folder = temp_beside(out)
+    try:
+        path = folder / "probe.mp4"
+        write_mp4(path, [np.full((size, size, 3), 128, np.uint8)] * 2)
+        try:
+            frames = read_frames(path, [0, 1])
+        except (VideoDecodeError, UserError):
+            frames = None
+        if frames is None or frames.shape != (2, size, size, 3):
+            raise UserError(f"--size {size}: the video decoder (decord) cannot read back frames {size} px wide "
+                            f"(measured: 16, 24, 48 and 72 fail); use another even size, e.g. {size + 2} or 64")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

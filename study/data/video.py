@@ -1,8 +1,16 @@
-"""Reading videos with decord: finding them, their length and frame rate, and decoding chosen frames."""
+"""Reading videos with decord: finding them, their length and frame rate, and decoding chosen frames.
+
+Only real decoding failures count as an unreadable video (`VideoDecodeError`, which the training data skips and counts):
+decord's "Error reading <file>" RuntimeError and the errors its FFmpeg decoder raises (messages from src/video/).
+Anything else that decord or the caller raises is not hidden behind "unreadable": decord's frame-copy failure at some
+widths (a decord bug) is a user error naming the width, other errors keep their traceback.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +28,59 @@ def _decord():
     return decord
 
 
+class VideoDecodeError(Exception):
+    """A video file that cannot be decoded: corrupt, truncated, empty, not a video."""
+
+
 def decode_errors() -> tuple[type[BaseException], ...]:
-    """What decord raises on a bad file (measured: RuntimeError or decord.DECORDError)."""
-    return (RuntimeError, _decord().DECORDError)
+    """What a caller catches to skip an unreadable video."""
+    return (VideoDecodeError,)
+
+
+@contextlib.contextmanager
+def _decoding(path):
+    """Translate decord's exceptions for `path` (measured on decord 0.6: a missing, empty, truncated or random file
+    raises RuntimeError 'Error reading <file>...'; bytes damaged mid-stream raise DECORDError from
+    src/video/ffmpeg/threaded_decoder.cc; a frame 16, 24, 48 or 72 px wide raises DECORDError 'Check failed:
+    from_size == to_size' from src/runtime/ndarray.cc)."""
+    decord = _decord()
+    try:
+        yield
+    except decord.DECORDError as e:
+        text = str(e)
+        if "src/video/" in text:
+            raise VideoDecodeError(f"{path}: {text.splitlines()[0][:200]}") from None
+        if "from_size == to_size" in text:
+            raise UserError(f"{path}: decord cannot copy frames of this width (a decord bug, measured at 16, 24, 48 "
+                            "and 72 px); re-encode the video at another width") from None
+        raise
+    except RuntimeError as e:
+        if re.match(r"Error reading ", str(e)):
+            raise VideoDecodeError(str(e).splitlines()[0][:300]) from None
+        raise
+
+
+class VideoReader:
+    """decord.VideoReader with its decoding errors translated (see `_decoding`): len, [i], get_batch, get_avg_fps."""
+
+    def __init__(self, path, **kwargs):
+        self.path = path
+        with _decoding(path):
+            self._vr = _decord().VideoReader(str(path), **kwargs)
+
+    def __len__(self) -> int:
+        return len(self._vr)
+
+    def __getitem__(self, i):
+        with _decoding(self.path):
+            return self._vr[i]
+
+    def get_batch(self, indices):
+        with _decoding(self.path):
+            return self._vr.get_batch(indices)
+
+    def get_avg_fps(self) -> float:
+        return self._vr.get_avg_fps()
 
 
 def find_videos(root: str | Path) -> list[Path]:
@@ -39,10 +97,9 @@ def find_videos(root: str | Path) -> list[Path]:
 
 
 def open_video(path: str | Path, size: tuple[int, int] | None = None, num_threads: int = 1):
-    """A decord VideoReader; `size` = (height, width) resizes at decode time."""
-    decord = _decord()
+    """A decord VideoReader (its decoding errors translated); `size` = (height, width) resizes at decode time."""
     h, w = size if size is not None else (-1, -1)
-    return decord.VideoReader(str(path), ctx=decord.cpu(0), width=w, height=h, num_threads=num_threads)
+    return VideoReader(path, ctx=_decord().cpu(0), width=w, height=h, num_threads=num_threads)
 
 
 def video_info(path: str | Path) -> tuple[int, float]:
@@ -54,7 +111,9 @@ def video_info(path: str | Path) -> tuple[int, float]:
 def read_frames(path: str | Path, indices, size: tuple[int, int] | None = None) -> np.ndarray:
     """Frames `indices` of a video as uint8 (n, H, W, 3); `size` = (H, W) resizes while decoding."""
     vr = open_video(path, size)
-    return vr.get_batch(list(map(int, indices))).asnumpy()
+    batch = vr.get_batch(list(map(int, indices)))
+    with _decoding(path):
+        return batch.asnumpy()
 
 
 def scan_videos(paths: list[Path]) -> tuple[list[tuple[Path, int, float]], list[Path]]:

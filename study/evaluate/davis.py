@@ -16,7 +16,9 @@ from PIL import Image
 
 from study.errors import UserError
 from study.evaluate import davis_metrics
-from study.evaluate.frames import contact_sheet, progress_bar, propagate_video, sheet_frames
+from study.evaluate.frames import image_size, progress_bar, propagate_video
+from study.evaluate.names import plain_name
+from study.evaluate.sheets import contact_sheet, overlay_mask, sheet_frames
 from study.palette import davis_palette, write_palette_png
 
 RESOLUTION = "480p"
@@ -24,11 +26,44 @@ RESOLUTION = "480p"
 
 def read_annotation(path: Path) -> np.ndarray:
     """A palette PNG -> (H, W) uint8 object ids. An RGB (or other) PNG is a user error: ids would be colours."""
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L"):
-            raise UserError(f"{path}: annotation is a {im.mode} image; a palette ('P' mode) PNG whose pixel values are "
-                            "object ids is expected (convert it with PIL: Image.quantize or putpalette)")
-        return np.array(im)
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L"):
+                raise UserError(f"{path}: annotation is a {im.mode} image; a palette ('P' mode) PNG whose pixel values "
+                                "are object ids is expected (convert it with PIL: Image.quantize or putpalette)")
+            return np.array(im)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"{path}: not a readable PNG ({e}); replace or remove the file") from None
+
+
+def object_ids(name: str, annotations: list[np.ndarray]) -> int:
+    """The number of objects N of a sequence, checked: frame 0 holds exactly the ids 1..N (0 = background, 255 = void)
+    and no later frame holds another. Why: the official scorer counts objects up to the largest id, so ids 201-204
+    would make 204 objects, 200 of them empty in both masks and so scored perfect, and inflate J&F."""
+    first = set(np.unique(annotations[0]).tolist()) - {0, davis_metrics.VOID}
+    n = len(first)
+    later = set().union(*(np.unique(a).tolist() for a in annotations[1:])) - first - {0, davis_metrics.VOID}
+    if first != set(range(1, n + 1)) or later:
+        shown = sorted(first) + [f"{i} (after frame 0)" for i in sorted(later)]
+        raise UserError(f"sequence '{name}': annotation ids {', '.join(map(str, shown))}; object ids must be 1..N, each "
+                        "present in the first frame (0 = background, 255 = void): renumber the masks")
+    return n
+
+
+def check_sequence(seq: "DavisSequence") -> None:
+    """Before any work: every annotation readable, one size for all of them and for every frame, object ids 1..N."""
+    masks = [read_annotation(p) for p in seq.annotations]
+    size = masks[0].shape
+    for path, mask in zip(seq.annotations, masks):
+        if mask.shape != size:
+            raise UserError(f"{path}: annotation is {mask.shape[1]}x{mask.shape[0]} but {seq.annotations[0].name} is "
+                            f"{size[1]}x{size[0]}; every mask of sequence '{seq.name}' must have one size")
+    for path in seq.frames:
+        if image_size(path) != size:
+            h, w = image_size(path)
+            raise UserError(f"{path}: frame is {w}x{h} but the annotations of sequence '{seq.name}' are "
+                            f"{size[1]}x{size[0]}; frames and masks must have the same size")
+    object_ids(seq.name, masks)
 
 
 @dataclass
@@ -54,7 +89,8 @@ def list_sequences(root: Path, subset: str = "val", need_frames: bool = True) ->
         if not path.exists():
             raise UserError(f"{path} is missing; a DAVIS-2017 root holds JPEGImages/480p/, Annotations/480p/ and "
                             f"ImageSets/2017/{subset}.txt")
-    names = [line.strip() for line in imageset.read_text().splitlines() if line.strip()]
+    names = [plain_name(line.strip(), imageset, "sequence name") for line in imageset.read_text().splitlines()
+             if line.strip()]
     if not names:
         raise UserError(f"{imageset} lists no sequences; write one sequence name per line")
     sequences = []
@@ -77,7 +113,11 @@ def score_results(root: Path, results: Path, subset: str = "val") -> tuple[dict[
     per_object: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     seq_rows = []
     for seq in list_sequences(root, subset, need_frames=False):
-        gt = np.stack([read_annotation(p) for p in seq.annotations])
+        masks = [read_annotation(p) for p in seq.annotations]
+        if len({m.shape for m in masks}) > 1:
+            raise UserError(f"{seq.annotations[0].parent}: the annotations of sequence '{seq.name}' differ in size")
+        object_ids(seq.name, masks)
+        gt = np.stack(masks)
         pred = []
         for fid in seq.frame_ids:
             path = Path(results) / seq.name / f"{fid}.png"
@@ -93,35 +133,53 @@ def score_results(root: Path, results: Path, subset: str = "val") -> tuple[dict[
             raise UserError(f"{Path(results) / seq.name}: {e}") from None
         for k in range(len(j)):
             per_object[f"{seq.name}_{k + 1}"] = (j[k], f[k])
-        seq_rows.append({"sequence": seq.name, "objects": len(j), "frames": len(gt),
-                         "J-Mean": float(j.mean()) if j.size else float("nan"),
-                         "F-Mean": float(f.mean()) if f.size else float("nan")})
+        jm, fm = (float(j.mean()), float(f.mean())) if j.size else (float("nan"), float("nan"))
+        seq_rows.append({"sequence": seq.name, "objects": len(j), "frames": len(gt), "J&F-Mean": (jm + fm) / 2,
+                         "J-Mean": jm, "F-Mean": fm})
     summary, object_rows = davis_metrics.summarize(per_object)
     return summary, object_rows, seq_rows
 
 
-def run(encoder, root: Path, params, eval_cfg, out: Path, device: str, bf16: bool) -> tuple[dict, list, list]:
+def run(encoder, root: Path, protocol, out: Path, device: str, bf16: bool) -> tuple[dict, list, list]:
     """Propagate every sequence's first-frame mask, write palette PNGs and contact sheets, score: (summary in percent,
-    rows per object, rows per sequence)."""
+    rows per object, rows per sequence; the rows in percent too)."""
     sequences = list_sequences(root)
+    for seq in sequences:
+        check_sequence(seq)
     results = out / "results"
+    colours = np.array(davis_palette(), np.uint8).reshape(-1, 3)
     progress, task = progress_bar(sum(len(s.frames) for s in sequences), "DAVIS propagation")
     with progress:
         for seq in sequences:
             first = read_annotation(seq.annotations[0])
             first = np.where(first == davis_metrics.VOID, 0, first).astype(np.uint8)   # void scores as background
             values = list(range(int(first.max()) + 1))
+            gt_paths = {p.stem: p for p in seq.annotations}
             (results / seq.name).mkdir(parents=True, exist_ok=True)
-            shown, masks = [], []
-            for t, rgb, ids, _ in propagate_video(encoder, seq.frames, first, values, params, eval_cfg.short_side,
-                                                   device, bf16):
-                write_palette_png(results / seq.name / f"{seq.frames[t].stem}.png", first if t == 0 else ids)
-                if t in sheet_frames(len(seq.frames)):
-                    shown.append(rgb), masks.append(first if t == 0 else ids)
+            shown = sheet_frames(len(seq.frames))
+            pred_row, gt_row = [], []
+            for t, rgb, ids, _ in propagate_video(encoder, seq.frames, first, values, protocol, first.shape, device,
+                                                   bf16):
+                stem = seq.frames[t].stem
+                write_palette_png(results / seq.name / f"{stem}.png", first if t == 0 else ids)
+                if t in shown:
+                    pred_row.append(overlay_mask(rgb, first if t == 0 else ids, colours))
+                    gt = read_annotation(gt_paths[stem]) if stem in gt_paths else None
+                    gt_row.append(None if gt is None else overlay_mask(rgb, np.where(gt == davis_metrics.VOID, 0, gt),
+                                                                       colours))
                 progress.advance(task)
-            contact_sheet(out / "sheets" / f"contact_{seq.name}.png", shown, masks, davis_palette())
+            contact_sheet(out / "sheets" / f"contact_{seq.name}.png", shown,
+                          [("prediction", pred_row), ("ground truth", gt_row)])
     summary, objects, seqs = score_results(root, results)
     pct = {"jf_mean": summary["J&F-Mean"], "j_mean": summary["J-Mean"], "f_mean": summary["F-Mean"],
            "j_recall": summary["J-Recall"], "f_recall": summary["F-Recall"], "j_decay": summary["J-Decay"],
            "f_decay": summary["F-Decay"]}
-    return {k: 100 * v for k, v in pct.items()}, objects, seqs
+    return {k: 100 * v for k, v in pct.items()}, [_percent(r, "object") for r in objects], \
+        [_percent(r, "sequence", "objects", "frames") for r in seqs]
+
+
+def _percent(row: dict, *keep: str) -> dict:
+    """An official-CSV row (fractions, 'J-Mean') -> the written row: kept columns, then 'j_mean_pct' = 100 x value."""
+    out = {k: row[k] for k in keep}
+    out.update({k.lower().replace("&", "").replace("-", "_") + "_pct": 100 * v for k, v in row.items() if k not in keep})
+    return out

@@ -17,13 +17,15 @@ import scipy.io
 import torch
 
 from study.errors import UserError
-from study.evaluate.frames import encode, load_frame, progress_bar
+from study.evaluate.frames import encode, image_size, load_frame, progress_bar
+from study.evaluate.names import plain_name
 from study.evaluate.propagate import LabelPropagation
+from study.evaluate.sheets import contact_sheet, draw_points, sheet_frames
+from study.palette import davis_palette
 
 JOINTS = ("neck", "belly", "head", "right_shoulder", "left_shoulder", "right_hip", "left_hip", "right_elbow",
           "left_elbow", "right_knee", "left_knee", "right_wrist", "left_wrist", "right_ankle", "left_ankle")
 SIGMA = 0.5
-SIDE = 320     # CRW resizes JHMDB frames to 320x320 (40x40 grid at stride 8); scaled with short_side / 480
 
 
 @dataclass
@@ -43,7 +45,8 @@ def list_videos(root: Path) -> list[JhmdbVideo]:
                             "joint_positions/<class>/<video>/joint_positions.mat")
     test = None
     if (root / "splits").is_dir():
-        test = {line.split()[0].rsplit(".", 1)[0] for f in (root / "splits").glob("*_test_split1.txt")
+        test = {plain_name(line.split()[0].rsplit(".", 1)[0], f, "video name")
+                for f in sorted((root / "splits").glob("*_test_split1.txt"))
                 for line in f.read_text().splitlines() if line.split()[1:] == ["2"]}
     videos = []
     for mat in sorted(joints.glob("*/*/joint_positions.mat")):
@@ -102,7 +105,7 @@ def joint_heatmaps(joints_grid: np.ndarray, grid: tuple[int, int], sigma: float 
 
 def keypoints_from_heatmaps(soft: torch.Tensor, topk: int = 3) -> np.ndarray:
     """CRW's process_pose: soft (16, gh, gw) -> (2, 15) grid coordinates (x, y), each the value-weighted mean of the
-    joint's top-3 cells; -1 for a joint whose map is all zero."""
+    joint's top-k cells (CRW 3, CropMAE 5); -1 for a joint whose map is all zero."""
     heat = soft[1:].flatten(1).T                                        # (gh*gw, 15)
     k = min(heat.shape[0], topk)
     vals, ids = heat.topk(k, dim=0)
@@ -148,44 +151,49 @@ def pck(gts: list[np.ndarray], preds: list[np.ndarray], grids: list[tuple[int, i
     return out
 
 
-def run(encoder, root: Path, params, eval_cfg, out: Path, device: str, bf16: bool) -> tuple[dict, list, list]:
-    """Propagate each video's first-frame joints, write keypoints (.npy, pixels), score: ({pck_0.1, pck_0.2} in
-    percent, rows per joint, rows per video)."""
+def run(encoder, root: Path, protocol, out: Path, device: str, bf16: bool) -> tuple[dict, list, list]:
+    """Propagate each video's first-frame joints, write keypoints (.npy, pixels) and contact sheets, score:
+    ({pck_0.1, pck_0.2} in percent, rows per joint, rows per video; the rows in percent too)."""
     videos = list_videos(root)
     patch = encoder.patch_size
-    side = max(patch, SIDE * eval_cfg.short_side // 480 // patch * patch)
     gts, preds, grids, sizes, rows = [], [], [], [], []
     (out / "keypoints").mkdir(parents=True, exist_ok=True)
+    colours = np.array(davis_palette(), np.uint8).reshape(-1, 3)
     progress, task = progress_bar(sum(len(v.frames) for v in videos), "JHMDB propagation")
     with progress:
         for video in videos:
             pos = read_joints(video.joints)
             n = min(pos.shape[2], len(video.frames))
-            with Image.open(video.frames[0]) as im:
-                width, height = im.size
-            grid = (side // patch, side // patch)
+            height, width = image_size(video.frames[0])
+            frame_hw = protocol.frame_hw(height, width, patch)
+            grid = (frame_hw[0] // patch, frame_hw[1] // patch)
             joints0 = np.stack([(pos[0, :, 0] - 1) * grid[1] / width, (pos[1, :, 0] - 1) * grid[0] / height])
             coords = np.zeros((2, len(JOINTS), n), np.float32)
-            prop = None
+            shown, images = sheet_frames(n), []
             for t, path in enumerate(video.frames[:n]):
-                x, _ = load_frame(path, (side, side))
+                x, rgb = load_frame(path, frame_hw, protocol)
                 feats = encode(encoder, x, device, bf16)
                 if t == 0:
                     soft = joint_heatmaps(joints0, feats.shape[:2])
-                    prop = LabelPropagation(params, feats, soft)
+                    prop = LabelPropagation(protocol.propagation, feats, soft)
                 else:
                     soft = prop.step(feats)
-                coords[:, :, t] = keypoints_from_heatmaps(soft)
+                coords[:, :, t] = keypoints_from_heatmaps(soft, protocol.keypoint_topk)
+                if t in shown:
+                    images.append(rgb)
                 progress.advance(task)
             gts.append(pos[:, :, :n]), preds.append(coords), grids.append(grid), sizes.append((height, width))
             pixels = np.where(coords[:1] < 0, -1, coords * np.array([width / grid[1], height / grid[0]],
                                                                      np.float32).reshape(2, 1, 1))
             name = video.name.replace("/", "__")
             np.save(out / "keypoints" / f"{name}.npy", pixels.astype(np.float32))
+            contact_sheet(out / "sheets" / f"contact_{name}.png", shown,
+                          [("prediction", [draw_points(im, pixels[:, :, t], colours) for t, im in zip(shown, images)]),
+                           ("ground truth", [draw_points(im, pos[:, :, t] - 1, colours) for t, im in zip(shown, images)])])
             one = pck([pos[:, :, :n]], [coords], [grid], [(height, width)]) if n > 1 else {}
-            rows.append({"video": video.name, "frames": n, "pck_0.1": one.get("pck@0.1", float("nan")),
-                         "pck_0.2": one.get("pck@0.2", float("nan"))})
+            rows.append({"video": video.name, "frames": n, "pck_0.1_pct": one.get("pck@0.1", float("nan")),
+                         "pck_0.2_pct": one.get("pck@0.2", float("nan"))})
     res = pck(gts, preds, grids, sizes)
-    joints = [{"joint": j, "pck_0.1": a, "pck_0.2": b}
+    joints = [{"joint": j, "pck_0.1_pct": a, "pck_0.2_pct": b}
               for j, a, b in zip(JOINTS, res["per_joint@0.1"], res["per_joint@0.2"])]
     return {"pck_0.1": res["pck@0.1"], "pck_0.2": res["pck@0.2"]}, joints, rows

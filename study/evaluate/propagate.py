@@ -1,4 +1,5 @@
-"""Label propagation over local windows: one engine, the DINO and CRW context conventions, named presets.
+"""Label propagation over local windows: one engine for the DINO and CRW context conventions (the named protocols that
+choose its parameters are in protocols.py).
 
 A target frame's soft labels are a weighted sum of context positions' labels; the weights are a softmax over the top-k
 of cosine / temperature, taken jointly over all context positions inside each query's spatial neighbourhood.
@@ -21,72 +22,14 @@ from __future__ import annotations
 import math
 import queue
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 
-CONTEXTS = ("dino", "crw")
+from study.evaluate.protocols import PropagationParams
 
-
-@dataclass(frozen=True)
-class PropagationParams:
-    context: str = "dino"        # 'dino' | 'crw': which context convention (see the module docstring)
-    queue: int = 7               # n: predicted frames kept as context (CRW: n preceding, padded with frame 0)
-    neighborhood: float = 12.0   # dino: window half-width (|di|,|dj| <= size); crw: radius (dist < r); <= 0: whole frame
-    topk: int = 5
-    temperature: float = 0.1
-    minmax_norm: bool = True     # DINO's per-channel min-max normalisation of the upsampled soft labels (CRW: off)
-
-    def __post_init__(self):
-        if self.context not in CONTEXTS:
-            raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
-        if self.topk < 1 or self.queue < 0 or self.temperature <= 0:
-            raise ValueError(f"topk >= 1, queue >= 0 and temperature > 0 are required: {self}")
-
-    @property
-    def halfwidth(self) -> int:
-        """Largest |offset| along one axis that the window keeps (-1: no window)."""
-        if self.neighborhood <= 0:
-            return -1
-        if self.context == "dino":
-            return int(self.neighborhood)
-        return math.ceil(self.neighborhood) - 1   # dist < r strictly
-
-    def keeps(self, di: torch.Tensor, dj: torch.Tensor) -> torch.Tensor:
-        """Which offsets (di, dj) the window keeps."""
-        if self.neighborhood <= 0:
-            return torch.ones_like(di, dtype=torch.bool)
-        if self.context == "dino":
-            return (di.abs() <= self.neighborhood) & (dj.abs() <= self.neighborhood)
-        return (di * di + dj * dj).double().sqrt() < self.neighborhood
-
-
-PRESETS = {
-    "dino": PropagationParams("dino", queue=7, neighborhood=12, topk=5, temperature=0.1, minmax_norm=True),
-    "crw": PropagationParams("crw", queue=20, neighborhood=12, topk=10, temperature=0.07, minmax_norm=False),
-}
-# The paper's Table 4b (top-k, queue, neighbourhood). It gives no temperature or context convention: we use 0.1 and
-# DINO's context (first frame + queue, square window), the protocol the paper compares against in Table 1.
-PAPER_TABLE_4B = {"davis": (7, 20, 20), "vip": (10, 20, 8), "jhmdb": (7, 20, 20)}
-
-
-def preset(protocol: str, dataset: str = "davis") -> PropagationParams:
-    """The named preset: 'dino', 'crw', or 'paper' (per dataset: davis, vip, jhmdb)."""
-    if protocol == "paper":
-        topk, queue, size = PAPER_TABLE_4B[dataset]
-        return PropagationParams("dino", queue=queue, neighborhood=size, topk=topk, temperature=0.1, minmax_norm=True)
-    return PRESETS[protocol]
-
-
-def params_from_config(eval_cfg, dataset: str) -> PropagationParams:
-    """The preset of `eval_cfg.protocol` with EvalConfig's overrides (0 / -1 mean: keep the preset's value)."""
-    p = preset(eval_cfg.protocol, dataset)
-    return replace(p, topk=eval_cfg.topk or p.topk,
-                   queue=p.queue if eval_cfg.queue < 0 else eval_cfg.queue,
-                   neighborhood=p.neighborhood if eval_cfg.neighborhood < 0 else eval_cfg.neighborhood,
-                   temperature=eval_cfg.temperature or p.temperature)
+__all__ = ["LabelPropagation", "PropagationParams", "joint_topk", "propagate_video"]
 
 
 class _ContextFrames:

@@ -18,7 +18,9 @@ from PIL import Image
 
 from study.atomic import atomic_path
 from study.errors import UserError
-from study.evaluate.frames import contact_sheet, progress_bar, propagate_video, sheet_frames
+from study.evaluate.frames import image_size, progress_bar, propagate_video
+from study.evaluate.names import plain_name
+from study.evaluate.sheets import contact_sheet, overlay_mask, sheet_frames
 
 N_CLASSES = 20
 CLASSES = ("background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants", "gloves",
@@ -42,7 +44,7 @@ def list_videos(root: Path) -> list[VipVideo]:
             raise UserError(f"{path} is missing; a VIP root holds VIP_Fine/Images/ and VIP_Fine/Annotations/Category_ids/")
     listing = fine / "lists" / "val_videos.txt"
     if listing.is_file():
-        names = [n.strip() for n in listing.read_text().splitlines() if n.strip()]
+        names = [plain_name(n.strip(), listing, "video name") for n in listing.read_text().splitlines() if n.strip()]
     else:
         names = sorted(p.name for p in images.iterdir() if p.is_dir())
     videos = []
@@ -61,11 +63,14 @@ def list_videos(root: Path) -> list[VipVideo]:
 
 def read_categories(path: Path) -> np.ndarray:
     """A category PNG ('L' or 'P': values are class ids) -> (H, W) uint8. RGB is refused: values would be colours."""
-    with Image.open(path) as im:
-        if im.mode not in ("L", "P"):
-            raise UserError(f"{path}: annotation is a {im.mode} image; a single-channel ('L' mode) PNG of class ids "
-                            "is expected")
-        return np.array(im)
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P"):
+                raise UserError(f"{path}: annotation is a {im.mode} image; a single-channel ('L' mode) PNG of class "
+                                "ids is expected")
+            return np.array(im)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"{path}: not a readable PNG ({e}); replace or remove the file") from None
 
 
 def confusion(gt: np.ndarray, pred: np.ndarray, n: int = N_CLASSES) -> np.ndarray:
@@ -108,29 +113,46 @@ def score_folder(gt_dir: Path, pred_dir: Path) -> tuple[dict, np.ndarray]:
     return scores(hist), hist
 
 
-def run(encoder, root: Path, params, eval_cfg, out: Path, device: str, bf16: bool) -> tuple[dict, list, list]:
+def sheet_colours() -> np.ndarray:
+    """(256, 3) distinct colours for the part classes in contact sheets."""
+    return np.array([(i * 11 % 256, i * 47 % 256, i * 89 % 256) for i in range(256)], np.uint8)
+
+
+def run(encoder, root: Path, protocol, out: Path, device: str, bf16: bool) -> tuple[dict, list, list]:
     """Propagate each video's first-frame parts, write class-id PNGs and contact sheets, score: ({miou} in percent,
-    rows per class, rows per video)."""
+    rows per class, rows per video; the rows in percent too)."""
     videos = list_videos(root)
     results = out / "results"
-    gray = [v for i in range(256) for v in (i * 11 % 256, i * 47 % 256, i * 89 % 256)]  # distinct sheet colours
+    colours = sheet_colours()
+    video_rows = []
     progress, task = progress_bar(sum(len(v.frames) for v in videos), "VIP propagation")
     with progress:
         for video in videos:
             first = read_categories(video.annotations[0])
+            if image_size(video.frames[0]) != first.shape:
+                raise UserError(f"{video.annotations[0]}: annotation size {first.shape[1]}x{first.shape[0]} differs "
+                                f"from its frame {video.frames[0].name}; frames and annotations must have one size")
             values = sorted(int(v) for v in np.unique(first) if v < N_CLASSES)
+            gt_paths = {p.stem: p for p in video.annotations}
             (results / video.name).mkdir(parents=True, exist_ok=True)
-            shown, masks = [], []
-            for t, rgb, ids, _ in propagate_video(encoder, video.frames, first, values, params, eval_cfg.short_side,
-                                                   device, bf16):
-                path = results / video.name / f"{video.frames[t].stem}.png"
-                with atomic_path(path) as tmp:
+            shown, pred_row, gt_row = sheet_frames(len(video.frames)), [], []
+            hist = np.zeros((N_CLASSES, N_CLASSES), np.int64)
+            for t, rgb, ids, _ in propagate_video(encoder, video.frames, first, values, protocol, first.shape, device,
+                                                   bf16):
+                stem = video.frames[t].stem
+                with atomic_path(results / video.name / f"{stem}.png") as tmp:
                     Image.fromarray(ids, mode="L").save(tmp, format="PNG")
-                if t in sheet_frames(len(video.frames)):
-                    shown.append(rgb), masks.append(ids)
+                gt = read_categories(gt_paths[stem]) if stem in gt_paths else None
+                if gt is not None:
+                    hist += confusion(gt, read_prediction(results / video.name / f"{stem}.png", gt.shape))
+                if t in shown:
+                    pred_row.append(overlay_mask(rgb, ids, colours))
+                    gt_row.append(None if gt is None else overlay_mask(rgb, np.where(gt < N_CLASSES, gt, 0), colours))
                 progress.advance(task)
-            contact_sheet(out / "sheets" / f"contact_{video.name}.png", shown, masks, gray)
+            contact_sheet(out / "sheets" / f"contact_{video.name}.png", shown,
+                          [("prediction", pred_row), ("ground truth", gt_row)])
+            video_rows.append({"video": video.name, "frames": len(video.frames), "miou_pct": 100 * scores(hist)["miou"]})
     res, _ = score_folder(Path(root) / "VIP_Fine" / "Annotations" / "Category_ids", results)
-    classes = [{"class": c, "iou": float(i), "accuracy": float(a)}
+    classes = [{"class": c, "iou_pct": 100 * float(i), "accuracy_pct": 100 * float(a)}
                for c, i, a in zip(CLASSES, res["class_iou"], res["class_acc"])]
-    return {"miou": 100 * res["miou"]}, classes, [{"video": v.name, "frames": len(v.frames)} for v in videos]
+    return {"miou": 100 * res["miou"]}, classes, video_rows

@@ -40,3 +40,23 @@ def sincos_2d(dim: int, grid_hw: tuple[int, int], cls_token: bool = False,
     if cls_token:
         emb = torch.cat([torch.zeros(1, dim, dtype=emb.dtype), emb], dim=0)
     return emb.float()
+
+
+def interpolate_bicubic(table: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
+    """DINO's `interpolate_pos_encoding`: a square n x n table (1, n*n, D) resized bicubically to an h x w grid ->
+    (1, h*w, D). Like DINO (and CropMAE, whose evaluation reproduced the paper) it passes scale_factor (h + 0.1) / n,
+    (w + 0.1) / n rather than the target size: torch then maps coordinates with that factor, which gives other values
+    than size=(h, w) (by up to 0.2 on a random table)."""
+    import math
+
+    import torch.nn.functional as F
+
+    n, dim = math.isqrt(table.shape[1]), table.shape[-1]
+    if n * n != table.shape[1]:
+        raise ValueError(f"bicubic interpolation needs a square table, got {table.shape[1]} positions")
+    h, w = grid_hw
+    grid = table.reshape(1, n, n, dim).permute(0, 3, 1, 2)
+    out = F.interpolate(grid, scale_factor=((h + 0.1) / n, (w + 0.1) / n), mode="bicubic", align_corners=False)
+    if tuple(out.shape[-2:]) != (h, w):
+        raise ValueError(f"bicubic interpolation gave {tuple(out.shape[-2:])} for a {h}x{w} grid")
+    return out.permute(0, 2, 3, 1).reshape(1, h * w, dim)
