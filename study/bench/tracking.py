@@ -68,7 +68,7 @@ def bench_tracking(system_metrics: bool = True, epochs: float | None = None) -> 
     with tempfile.TemporaryDirectory() as tmp:
         uri = tracking.default_tracking_uri(Path(tmp))
         exp = tracking.ensure_experiment("bench", "smoke", uri, Path(tmp) / "mlartifacts")  # once per study, not timed
-        parent = tracking.start_parent_run(exp, uri, {"study.name": "bench"})
+        parent = tracking.start_parent_run(exp, uri, {"study.name": "bench"}, state=Path(tmp))
         tags = {"study.name": "bench", "study.budget": "smoke", "study.role": "trial", "study.cell": "default",
                 "study.seed": "0", "optuna.trial_number": "0"}
         t_start = time.perf_counter()
