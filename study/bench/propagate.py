@@ -104,12 +104,11 @@ def _random_video(h: int, w: int, n: int, dim: int = 384, channels: int = 5, see
 
 
 def _speed_table(params, label: str, frames: int):
-    from rich.table import Table
+    from study.console import table as make_table
 
-    table = Table(title=f"{label}: queue {params.queue}, window {params.neighborhood:g}, top-k {params.topk}; "
-                        f"{frames} target frames after a full context, {torch.get_num_threads()} threads")
-    for col in ("grid", "engine", "frames/s", "peak GiB", "speed-up", "max |diff|", "near-ties"):
-        table.add_column(col, justify="right")
+    table = make_table(f"{label}: queue {params.queue}, window {params.neighborhood:g}, top-k {params.topk}; "
+                       f"{frames} target frames after a full context, {torch.get_num_threads()} threads",
+                       ["grid", "engine"], ["frames/s", "peak GiB", "speed-up", "max |diff|", "near-ties"])
     for name, (h, w) in (("ViT-S/16", (30, 52)), ("ViT-S/8", (60, 104))):
         feats, labels = _random_video(h, w, params.queue + 1 + frames)
         win, win_fps, win_mem = _run(LabelPropagation, params, feats, labels, frames)
@@ -124,10 +123,9 @@ def _speed_table(params, label: str, frames: int):
 def bench_propagate(frames: int = 6) -> None:
     """Windowed vs dense at 480p (832x480) grids of ViT-S/16 and ViT-S/8: the paper's DAVIS setting (queue 20,
     window 20, top-k 7) and DINO's (queue 7, window 12, top-k 5)."""
-    from rich.console import Console
-    from rich.table import Table
+    from study.console import console as make_console, table as make_table
 
-    console = Console()
+    console = make_console()
     torch.manual_seed(0)
     for label, params in (("paper (Table 4b, DAVIS)", preset("paper", "davis")), ("dino", preset("dino"))):
         console.print(_speed_table(params, label, frames))
@@ -137,9 +135,8 @@ def bench_propagate(frames: int = 6) -> None:
                   "k-th and (k+1)-th affinities are within 1e-4, where a different GEMM order may keep the other "
                   "neighbour (each one checked).")
 
-    grow = Table(title="windowed, ViT-S/8 grid: peak memory (context store included) as the queue grows")
-    for col in ("queue", "frames/s", "peak GiB (incl. context store)", "context store GiB"):
-        grow.add_column(col, justify="right")
+    grow = make_table("windowed, ViT-S/8 grid: peak memory (context store included) as the queue grows", [],
+                      ["queue", "frames/s", "peak GiB (incl. context store)", "context store GiB"])
     for queue in (5, 10, 20):
         p = PropagationParams("dino", queue=queue, neighborhood=20, topk=7, temperature=0.1)
         feats, labels = _random_video(60, 104, queue + 1 + 2, seed=1)
