@@ -94,8 +94,9 @@ def ensure_runs_view(client: MlflowClient, experiment_id: str, primary_metric: s
     group_by = {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": "study.cell"}]}
     state = {"selectedColumns": [f"metrics.`{primary_metric}`", "metrics.`train.final_loss`", "attributes.`Duration`"],
              # widths apply to the columns named in columnOrder (MLflow's UI restores them together)
-             "columnOrder": ["tags.`mlflow.runName`", f"metrics.`{primary_metric}`"],
-             "columnWidths": {"tags.`mlflow.runName`": 260, f"metrics.`{primary_metric}`": 170},
+             "columnOrder": ["tags.`mlflow.runName`", f"metrics.`{primary_metric}`", "metrics.`train.final_loss`"],
+             "columnWidths": {"tags.`mlflow.runName`": 260, f"metrics.`{primary_metric}`": 170,
+                              "metrics.`train.final_loss`": 150},
              "groupBy": group_by, "groupsExpanded": {"tag.study.cell": True},
              "orderByKey": "attributes.start_time", "orderByAsc": True}
     now = int(time.time() * 1000)
