@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Literal, Optional
+from typing import Optional
 
 import typer
 
@@ -208,8 +208,8 @@ def bench_train(steps: int = opt(6, "timed steps", "N")) -> None:
 
 # ---------------------------------------------------------------- evaluate
 @app.command("eval")
-def evaluate(dataset: Literal["davis", "jhmdb", "vip"] = typer.Argument(..., metavar="DATASET",
-                                                                       help="the dataset's layout and metric"),
+def evaluate(dataset: str = typer.Argument(..., metavar="DATASET", help="davis | jhmdb | vip (an unknown one is a "
+                                                                         "one-line error from the command)"),
              checkpoint: str = opt(..., "a study train checkpoint, a timm-exported encoder, or 'random'", "PATH"),
              root: Optional[str] = opt(None, "dataset root (default: the generated set)", "DIR"),
              protocol: str = opt("paper", "paper | dino | crw", "NAME"), set_: Optional[list[str]] = SetOpt,
