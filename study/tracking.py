@@ -1,20 +1,16 @@
 """MLflow: one experiment per (study, budget), a parent run per Optuna study, a child run per trial, what is logged.
 
-The only module that imports mlflow. The schema (tags `study.*`, metric names in percent) is shared with analysis/,
-which reads it back through `fetch_study_runs` as plain dicts and never touches MLflow objects.
+With tracking_summary.py (the study at a glance in MLflow's UI), the only module that imports mlflow. The schema
+(tags `study.*`, metric names in percent) is shared with analysis/, which reads it back through `fetch_study_runs` and
+`fetch_parent_run` as plain dicts and never touches MLflow objects.
 """
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
+import json
 import logging
+import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,12 +21,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from study.config import state_dir as config_state_dir
+from study.provenance import command_line, git_commit, package_versions, redact_url
 
 FLUSH_EVERY_S = 10.0  # metrics are buffered and sent in one log_batch call at most this often (and at the end)
 FINAL_METRICS_EXTRA = ("train.final_loss", "train.steps", "train.wall_s", "eval.wall_s")
-for _noisy in ("mlflow.system_metrics", "mlflow.store.db.utils", "alembic"):  # INFO lines per run / new store otherwise
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
+# MLflow 3.17's UI opens an experiment in its GenAI layout (traces, assistant) unless it is of this kind.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 _EXPERIMENT_NAME = re.compile(r"^(?P<study>.+) \[(?P<budget>[^\]]+)\]$")
+_NOISY = ("mlflow.system_metrics", "mlflow.store.db.utils", "alembic")  # INFO lines per run / new store otherwise
 
 
 def state_dir() -> Path:
@@ -50,7 +48,9 @@ def experiment_name(study: str, budget: str) -> str:
     return f"{study} [{budget}]"
 
 
-def _client(tracking_uri: str) -> MlflowClient:
+def mlflow_client(tracking_uri: str) -> MlflowClient:
+    for name in _NOISY:  # here, not at import: importing a module changes no logging
+        logging.getLogger(name).setLevel(logging.WARNING)
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=tracking_uri)
@@ -58,27 +58,57 @@ def _client(tracking_uri: str) -> MlflowClient:
 
 def ensure_experiment(study: str, budget: str, tracking_uri: str, artifact_root: Path | None) -> str:
     """Create the study's experiment once (before any worker starts; creation races otherwise). Returns its id."""
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     name = experiment_name(study, budget)
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    location = (artifact_root / name.replace(" ", "_").replace("[", "").replace("]", "")).as_uri() if artifact_root else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:  # another machine created it between our look and our create
-        return client.get_experiment_by_name(name).experiment_id
+    if found is None:
+        location = (artifact_root / name.replace(" ", "_").replace("[", "").replace("]", "")).as_uri() if artifact_root else None
+        try:
+            return client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
+        except MlflowException:  # another machine created it between our look and our create
+            found = client.get_experiment_by_name(name)
+    if EXPERIMENT_KIND[0] not in found.tags:  # made before the kind was set: tag it now (a kind the user chose stays)
+        client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
+    return found.experiment_id
 
 
-def start_parent_run(experiment_id: str, tracking_uri: str, tags: dict[str, str]) -> str:
-    client = _client(tracking_uri)
-    run = client.create_run(experiment_id, run_name=tags.get("study.name"), tags={**tags, "study.role": "parent"})
+def start_parent_run(experiment_id: str, tracking_uri: str, tags: dict[str, str], *, state: Path | str | None = None,
+                     storage: str | None = None) -> str:
+    """The study's parent run, named like its experiment, with the provenance a report cites as `study.*` tags."""
+    client = mlflow_client(tracking_uri)
+    name = experiment_name(tags["study.name"], tags["study.budget"]) if "study.budget" in tags else tags.get("study.name")
+    provenance = {"study.command": command_line(), "study.git_commit": git_commit(),
+                  "study.versions": json.dumps(package_versions()),
+                  "study.state_dir": str(Path(state).resolve() if state is not None else state_dir())}
+    if storage is not None:
+        provenance["study.storage"] = redact_url(storage)
+    run = client.create_run(experiment_id, run_name=name, tags={**provenance, **tags, "study.role": "parent"})
     return run.info.run_id
+
+
+def run_name(tags: dict[str, str]) -> str:
+    """What the MLflow UI lists a child run as: `mask_ratio=0.9 · seed 1`, or `random init`."""
+    if tags.get("study.role") == "baseline":
+        return "random init"
+    return f"{cell_name(tags.get('study.cell', ''), tags.get('study.cell_key'))} · seed {tags.get('study.seed', '?')}"
+
+
+def cell_name(label: str, cell_key: str | None) -> str:
+    """A cell's label with its axis named: a one-axis study labels cells by value alone (`0.9` -> `mask_ratio=0.9`)."""
+    try:
+        overrides = json.loads(cell_key) if cell_key else {}
+    except ValueError:
+        overrides = {}
+    if isinstance(overrides, dict) and len(overrides) == 1:
+        (key, value), = overrides.items()
+        if label in (str(value), json.dumps(value)):
+            return f"{key.rsplit('.', 1)[-1]}={label}"
+    return label
 
 
 def set_run_status(run_id: str, status: str, tracking_uri: str) -> None:
     """FINISHED / FAILED / KILLED / RUNNING."""
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     if status == "RUNNING":
         client.update_run(run_id, status=status)
     else:
@@ -93,7 +123,7 @@ def _get_run(client: MlflowClient, run_id: str):
 
 
 def run_status(run_id: str, tracking_uri: str) -> str | None:
-    run = _get_run(_client(tracking_uri), run_id)
+    run = _get_run(mlflow_client(tracking_uri), run_id)
     return run.info.status if run is not None else None
 
 
@@ -102,7 +132,7 @@ class TrialRun:
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, tags: dict[str, str],
                  params: dict[str, Any], run_id: str | None = None, system_metrics: bool = True):
-        self.client = _client(tracking_uri)
+        self.client = mlflow_client(tracking_uri)
         self._buffer: list[Metric] = []
         self._last_flush = time.monotonic()
         self.tracking_seconds = 0.0  # wall time spent inside MLflow calls (the < 2% budget)
@@ -117,7 +147,7 @@ class TrialRun:
             fresh = [Param(k, _param_str(v)) for k, v in params.items() if k not in previous.data.params]
             first_tags = [RunTag(k, str(v)) for k, v in tags.items()]
         else:  # new: the tags go with the run's creation
-            self.run = mlflow.start_run(experiment_id=experiment_id, run_name=tags.get("study.cell"),
+            self.run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name(tags),
                                         parent_run_id=parent_run_id, tags=tags, log_system_metrics=system_metrics)
             fresh = [Param(k, _param_str(v)) for k, v in params.items()]
             first_tags = []
@@ -169,7 +199,7 @@ def _param_str(v: Any) -> str:
 
 
 # ---------------------------------------------------------------- reading back (analysis, status)
-def _experiments(client: MlflowClient, study: str | None = None) -> list[tuple[str, str, Any]]:
+def study_experiments(client: MlflowClient, study: str | None = None) -> list[tuple[str, str, Any]]:
     out = []
     for exp in client.search_experiments(max_results=1000):
         m = _EXPERIMENT_NAME.match(exp.name)
@@ -178,7 +208,7 @@ def _experiments(client: MlflowClient, study: str | None = None) -> list[tuple[s
     return out
 
 
-def _search(client: MlflowClient, experiment_id: str, filter_string: str, max_results: int | None = None) -> list:
+def search_runs(client: MlflowClient, experiment_id: str, filter_string: str, max_results: int | None = None) -> list:
     runs, token = [], None
     while True:
         page = client.search_runs([experiment_id], filter_string=filter_string, max_results=max_results or 1000,
@@ -192,27 +222,26 @@ def _search(client: MlflowClient, experiment_id: str, filter_string: str, max_re
 def fetch_study_runs(study: str, budget: str | None = None, tracking_uri: str | None = None) -> list[dict]:
     """One plain dict per trial or baseline run of the study at `budget` (None: the budget with the latest runs)."""
     uri = resolve_tracking_uri(tracking_uri, state_dir())
-    client = _client(uri)
-    candidates = [(b, exp) for _, b, exp in _experiments(client, study) if budget is None or b == budget]
+    client = mlflow_client(uri)
+    candidates = [(b, exp) for _, b, exp in study_experiments(client, study) if budget is None or b == budget]
     chosen, latest = None, -1
     for b, exp in candidates:
-        runs = _search(client, exp.experiment_id, "tags.`study.role` != 'parent'", max_results=1)
+        runs = search_runs(client, exp.experiment_id, "tags.`study.role` != 'parent'", max_results=1)
         start = runs[0].info.start_time if runs else -1
         if start > latest:
             chosen, latest = exp, start
     if chosen is None:
         return []
-    runs = _search(client, chosen.experiment_id, "tags.`study.role` != 'parent'")  # tags have no IN filter
+    runs = search_runs(client, chosen.experiment_id, "tags.`study.role` != 'parent'")  # tags have no IN filter
     return [_run_dict(client, r) for r in runs if r.data.tags.get("study.role") in ("trial", "baseline")]
 
 
 def fetch_parent_run(study: str, budget: str, tracking_uri: str | None = None) -> dict | None:
-    """The study's parent run as a plain dict (tags: provenance; metrics), the newest if there are several; None when
-    there is none. Read only (the report's provenance)."""
-    client = _client(resolve_tracking_uri(tracking_uri, state_dir()))
-    for _, b, exp in _experiments(client, study):
+    """The study's parent run as a plain dict (tags: provenance, best cell; metrics: the summary), newest first."""
+    client = mlflow_client(resolve_tracking_uri(tracking_uri, state_dir()))
+    for _, b, exp in study_experiments(client, study):
         if b == budget:
-            runs = _search(client, exp.experiment_id, "tags.`study.role` = 'parent'")
+            runs = search_runs(client, exp.experiment_id, "tags.`study.role` = 'parent'")
             if runs:
                 run = max(runs, key=lambda r: r.info.start_time or 0)
                 return {"run_id": run.info.run_id, "status": run.info.status, "tags": dict(run.data.tags),
@@ -222,7 +251,7 @@ def fetch_parent_run(study: str, budget: str, tracking_uri: str | None = None) -
 
 def metric_history(run_id: str, key: str, tracking_uri: str) -> list[tuple[int, float]]:
     """(step, value) of one metric of one run, by step."""
-    return sorted((m.step, m.value) for m in _client(tracking_uri).get_metric_history(run_id, key))
+    return sorted((m.step, m.value) for m in mlflow_client(tracking_uri).get_metric_history(run_id, key))
 
 
 def _run_dict(client: MlflowClient, run: Any) -> dict:
@@ -244,53 +273,9 @@ def _run_dict(client: MlflowClient, run: Any) -> dict:
 
 def studies_with_runs(tracking_uri: str | None = None) -> list[tuple[str, str]]:
     """(study, budget) pairs with at least one FINISHED trial."""
-    client = _client(resolve_tracking_uri(tracking_uri, state_dir()))
+    client = mlflow_client(resolve_tracking_uri(tracking_uri, state_dir()))
     out = []
-    for study, budget, exp in _experiments(client):
-        if _search(client, exp.experiment_id, "tags.`study.role` = 'trial' and attributes.status = 'FINISHED'", 1):
+    for study, budget, exp in study_experiments(client):
+        if search_runs(client, exp.experiment_id, "tags.`study.role` = 'trial' and attributes.status = 'FINISHED'", 1):
             out.append((study, budget))
     return sorted(out)
-
-
-# ---------------------------------------------------------------- UI
-def serve_ui(port: int = 5000, host: str = "127.0.0.1", tracking_uri: str | None = None) -> None:
-    """`mlflow server` over the local store: one worker, job execution off; Ctrl-C (or SIGTERM) stops it."""
-    import socket
-
-    from study.errors import UserError
-
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        try:  # a taken port would otherwise show as a page of uvicorn traceback
-            probe.bind((host, port))
-        except OSError as e:
-            raise UserError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
-    state = state_dir()
-    uri = resolve_tracking_uri(tracking_uri, state)
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port),
-           "--workers", "1", "--artifacts-destination", (state / "mlartifacts").as_uri()]
-    _client(uri)  # creates the state folder for a fresh sqlite store
-    print(f"MLflow UI: http://{host}:{port}  (store {uri}; Ctrl-C stops it)", flush=True)
-
-    def _interrupt(signum, frame):  # SIGTERM (a service manager, `kill`) stops it as Ctrl-C does: server included
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)  # own group: we stop it, then report
-    try:
-        while proc.poll() is None:  # in steps: a blocking wait misses a Ctrl-C that lands on one of MLflow's threads
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        print("MLflow UI stopped.", flush=True)
-        return
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if proc.returncode:
-        raise UserError(f"mlflow server exited with code {proc.returncode} (its error is above); "
-                        f"check --tracking-uri {uri}")

@@ -32,8 +32,7 @@ def pairs_per_second(dataset: FramePairDataset, videos_per_batch: int, workers: 
 
 
 def bench_data(seconds: float = 5.0) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from study.console import console, table as make_table
 
     clips = real_clips()
     if not clips:
@@ -44,13 +43,12 @@ def bench_data(seconds: float = 5.0) -> None:
     sources = [("real clips (3 mp4)", clips, 224, [4, 48], 30.0, 3),
                (f"generated cpu set ({len(synth)} x {d.synth_frames} fr, {d.synth_size} px)", synth, cpu.model.img_size,
                 d.frame_gap, d.gap_fps, 16)]
-    table = Table(title=f"frame pairs/s through FramePairDataset + DataLoader ({d.augmentation}, {torch.get_num_threads()} "
-                        f"torch threads, {seconds:.0f} s per cell)")
-    for col in ("source", "img", "r", "videos/batch", "workers 0", "workers 1", "workers 2"):
-        table.add_column(col, justify="left" if col == "source" else "right")
+    table = make_table(f"frame pairs/s through FramePairDataset + DataLoader ({d.augmentation}, "
+                       f"{torch.get_num_threads()} torch threads, {seconds:.0f} s per cell)",
+                       ["source"], ["img", "r", "videos/batch", "workers 0", "workers 1", "workers 2"])
     for name, videos, img, gap, gap_fps, vpb in sources:
         for r in (1, 2):
             ds = FramePairDataset(videos, img, gap, gap_fps, r, d.augmentation, d.crop_scale, seed=0)
             rates = [pairs_per_second(ds, vpb, w, seconds) for w in (0, 1, 2)]
             table.add_row(name, str(img), str(r), str(vpb), *(f"{x:,.0f}" for x in rates))
-    Console().print(table)
+    console().print(table)

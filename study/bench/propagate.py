@@ -106,14 +106,12 @@ def _random_video(h: int, w: int, n: int, dim: int = 384, channels: int = 5, see
 
 def _speed_table(protocol, label: str, frames: int):
     """Both engines on DAVIS's 854x480 frames at the protocol's size, ViT-S/16 and ViT-S/8 grids."""
-    from rich.table import Table
+    from study.console import table as make_table
 
     params = protocol.propagation
-
-    table = Table(title=f"{label}: queue {params.queue}, window {params.neighborhood:g}, top-k {params.topk}; "
-                        f"{frames} target frames after a full context, {torch.get_num_threads()} threads")
-    for col in ("grid", "engine", "frames/s", "peak GiB", "speed-up", "max |diff|", "near-ties"):
-        table.add_column(col, justify="right")
+    table = make_table(f"{label}: queue {params.queue}, window {params.neighborhood:g}, top-k {params.topk}; "
+                       f"{frames} target frames after a full context, {torch.get_num_threads()} threads",
+                       ["grid", "engine"], ["frames/s", "peak GiB", "speed-up", "max |diff|", "near-ties"])
     grids = {name: tuple(s // patch for s in protocol.frame_hw(480, 854, patch)) for name, patch in
              (("ViT-S/16", 16), ("ViT-S/8", 8))}
     for name, (h, w) in grids.items():
@@ -130,10 +128,9 @@ def _speed_table(protocol, label: str, frames: int):
 def bench_propagate(frames: int = 6) -> None:
     """Windowed vs dense on DAVIS-size grids of ViT-S/16 and ViT-S/8: the paper protocol (CropMAE: 480x880, long
     memory + 20 frames, radius 20, top-7) and DINO's (480x832, queue 7, window 12, top-5)."""
-    from rich.console import Console
-    from rich.table import Table
+    from study.console import console as make_console, table as make_table
 
-    console = Console()
+    console = make_console()
     torch.manual_seed(0)
     for label, protocol in (("paper (CropMAE, DAVIS)", preset("paper", "davis")), ("dino", preset("dino"))):
         console.print(_speed_table(protocol, label, frames))
@@ -143,9 +140,8 @@ def bench_propagate(frames: int = 6) -> None:
                   "k-th and (k+1)-th affinities are within 1e-4, where a different GEMM order may keep the other "
                   "neighbour (each one checked).")
 
-    grow = Table(title="windowed, ViT-S/8 grid (60x104): peak memory (context store included) as the queue grows")
-    for col in ("queue", "frames/s", "peak GiB (incl. context store)", "context store GiB"):
-        grow.add_column(col, justify="right")
+    grow = make_table("windowed, ViT-S/8 grid (60x104): peak memory (context store included) as the queue grows", [],
+                      ["queue", "frames/s", "peak GiB (incl. context store)", "context store GiB"])
     for queue in (5, 10, 20):
         p = PropagationParams("dino", queue=queue, neighborhood=20, topk=7, temperature=0.1)
         feats, labels = _random_video(60, 104, queue + 1 + 2, seed=1)

@@ -16,12 +16,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import psutil
-from rich.console import Console
-from rich.table import Table
-
 from study.config import load_config, state_dir
-from study.data.default_sets import ensure_train_set
-from study.trial import eval_root, run_trial
+from study.console import console, table as make_table
+from study.data.default_sets import dataset_root, ensure_train_set
+from study.trial import run_trial
 
 
 class TimedCalls:
@@ -62,13 +60,13 @@ def bench_tracking(system_metrics: bool = True, epochs: float | None = None) -> 
         cfg.train.epochs = epochs
     d = cfg.data
     ensure_train_set(state_dir(cfg), d.synth_videos, d.synth_frames, d.synth_size, d.synth_seed)
-    eval_root(cfg, "davis")
+    dataset_root(cfg, "davis")  # the generated set, made before the clock starts
     seconds: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     with tempfile.TemporaryDirectory() as tmp:
         uri = tracking.default_tracking_uri(Path(tmp))
         exp = tracking.ensure_experiment("bench", "smoke", uri, Path(tmp) / "mlartifacts")  # once per study, not timed
-        parent = tracking.start_parent_run(exp, uri, {"study.name": "bench"})
+        parent = tracking.start_parent_run(exp, uri, {"study.name": "bench"}, state=Path(tmp))
         tags = {"study.name": "bench", "study.budget": "smoke", "study.role": "trial", "study.cell": "default",
                 "study.seed": "0", "optuna.trial_number": "0"}
         t_start = time.perf_counter()
@@ -85,15 +83,14 @@ def bench_tracking(system_metrics: bool = True, epochs: float | None = None) -> 
         logged = len(tracking.metric_history(run.run_id, "train.loss", uri))
         tracking.set_run_status(parent, "FINISHED", uri)
     total = sum(seconds.values())
-    table = Table(title=f"MLflow tracking cost of one smoke trial ({metrics['train.steps']:.0f} steps, "
-                        f"system metrics {'on' if system_metrics else 'off'}, SQLite store)")
-    for col in ("call", "calls", "seconds", "share of trial wall"):
-        table.add_column(col, justify="left" if col == "call" else "right")
+    table = make_table(f"MLflow tracking cost of one smoke trial ({metrics['train.steps']:.0f} steps, "
+                       f"system metrics {'on' if system_metrics else 'off'}, SQLite store)",
+                       ["call"], ["calls", "seconds", "share of trial wall"])
     for name in seconds:
         table.add_row(name, str(counts[name]), f"{seconds[name]:.3f}", f"{100 * seconds[name] / wall:.2f}%")
     table.add_row("[bold]all tracking calls[/bold]", str(sum(counts.values())), f"{total:.3f}",
                   f"[bold]{100 * total / wall:.2f}%[/bold]")
-    con = Console()
+    con = console()
     con.print(table)
     con.print(f"trial wall {wall:.1f} s (train {metrics['train.wall_s']:.1f} s, eval {metrics['eval.wall_s']:.1f} s); "
               f"tracking {total:.3f} s = {100 * total / wall:.2f}% (target < 2%); {logged} train.loss points logged")

@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.table import Table
 
 from study.bench.data import pairs_per_second
 from study.bench.model import matmul_peak
 from study.config import RunConfig, load_config
+from study.console import console as make_console, table as make_table
 from study.data.dataset import default_workers
 from study.model import build_model
 from study.model.flops import pair_flops
@@ -44,7 +43,7 @@ def loader_rate(cfg: RunConfig, seconds: float) -> float:
 
 
 def bench_train(steps: int = 6) -> None:
-    console = Console(width=150)
+    console = make_console()
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     console.print(f"matmul peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
     cpu = load_config("cpu")
@@ -54,9 +53,8 @@ def bench_train(steps: int = 6) -> None:
             "model.preset": "small", "model.patch_size": 16, "model.img_size": 224, "model.decoder_dim": 512,
             "model.decoder_depth": 8, "model.decoder_heads": 16, "train.batch_size": 8}),
     }
-    table = Table(title=f"study bench train ({torch.get_num_threads()} threads)")
-    for col in ("config", "precision", "train pairs/s", "GFLOP/pair", "MFU", "loader pairs/s", "loader / train"):
-        table.add_column(col, justify="right" if col != "config" else "left")
+    table = make_table(f"study bench train ({torch.get_num_threads()} threads)", ["config", "precision"],
+                       ["train pairs/s", "GFLOP/pair", "MFU", "loader pairs/s", "loader / train"])
     for name, cfg in configs.items():
         flops = pair_flops(build_model(cfg.model))["forward_backward"]
         precision = "bf16" if autocast_dtype(cfg.train.precision, resolve_device()) else "fp32"

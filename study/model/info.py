@@ -6,10 +6,8 @@ answers in well under a second instead of the seconds torch and timm take to imp
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
-
 from study.config import RunConfig, apply_overrides
+from study.console import console, table as make_table
 from study.model.flops import pair_flops, param_counts
 
 
@@ -24,11 +22,9 @@ def print_model_info(preset: str, patch_size: int, img_size: int, encoder: str, 
     n_enc, n_dec = counts["encoder"], counts["decoder"]
     flops = pair_flops(m)
     grid = img_size // patch_size
-    table = Table(title=f"SiamMAE {preset}/{patch_size} at {img_size}px ({grid}x{grid} patches), encoder {encoder}, "
-                        f"decoder {decoder} {decoder_dim}/{decoder_depth}/{decoder_heads}, f2 mask ratio {m.mask_ratio}",
-                  title_justify="left")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
+    table = make_table(f"SiamMAE {preset}/{patch_size} at {img_size}px ({grid}x{grid} patches), encoder {encoder}, "
+                       f"decoder {decoder} {decoder_dim}/{decoder_depth}/{decoder_heads}, f2 mask ratio {m.mask_ratio}",
+                       ["quantity"], ["value"])
     table.add_row("encoder parameters", f"{n_enc:,}")
     table.add_row("decoder parameters", f"{n_dec:,}")
     table.add_row("total parameters", f"{n_enc + n_dec:,}")
@@ -36,4 +32,4 @@ def print_model_info(preset: str, patch_size: int, img_size: int, encoder: str, 
     table.add_row("FLOPs per pair, forward", f"{flops['forward'] / 1e9:.2f} G ({flops['forward']:,})")
     table.add_row("FLOPs per pair, forward + backward", f"{flops['forward_backward'] / 1e9:.2f} G "
                                                           f"({flops['forward_backward']:,})")
-    Console(width=120).print(table)
+    console().print(table)

@@ -82,7 +82,8 @@ def _run(spec, budget, workers, seeds, storage, tracking_uri, retry_failed, over
         parent = study.user_attrs.get("mlflow_parent_run_id")
         if parent is None or tracking.run_status(parent, uri) is None:
             parent = tracking.start_parent_run(experiment_id, uri, {"study.name": spec.name, "study.budget": budget,
-                                                                    "study.question": spec.question})
+                                                                    "study.question": spec.question},
+                                               state=state, storage=storage_url)
             study.set_user_attr("mlflow_parent_run_id", parent)
         counts = reconcile(study, st, spec, seeds, retry_failed)
     tracking.set_run_status(parent, "RUNNING", uri)

@@ -158,6 +158,7 @@ def run_one(job: Job, spec: StudySpec, study: optuna.Study, storage, trial: optu
 def _run_tracked(job: Job, spec: StudySpec, study: optuna.Study, trial: optuna.Trial, slot: Slot, rdir: Path,
                  trial_fn: TrialFn, baseline_fn: TrialFn) -> None:
     from study.tracking import TrialRun
+    from study.tracking_summary import update_study_summary
     from study.trial import TrialFailed
 
     cfg = load_config(job.budget, layers=spec.layers(slot.cell, slot.seed, job.budget),
@@ -204,10 +205,12 @@ def _run_tracked(job: Job, spec: StudySpec, study: optuna.Study, trial: optuna.T
     trial.set_user_attr("tracking_s", run.tracking_seconds)
     run.end("FINISHED")
     study.tell(trial, metrics[spec.primary_metric])
+    update_study_summary(job.parent_run_id, job.tracking_uri, job.experiment_id, spec.primary_metric, spec.direction)
     print(f"[trial {trial.number}] {what}: {spec.primary_metric} = {metrics[spec.primary_metric]:.2f} in {took}", flush=True)
 
 
 def main(argv: list[str]) -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # an entry point: no machine here reaches the internet
     job = Job(**json.loads(argv[0]))
     try:
         worker_loop(job)

@@ -169,7 +169,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True, on_metrics: Met
                 result.pruned = True
                 break
         if rank == 0 and cfg.train.recon_pairs:
-            save_reconstruction(model, *sample_pairs(data, cfg.train.recon_pairs), run_dir / "recon.png")
+            save_reconstruction(model, *sample_pairs(data, cfg.train.recon_pairs), run_dir / "recon.png", step=step)
     finally:
         bar.close()
         data.close()

@@ -1,4 +1,5 @@
-"""The reconstruction picture: one row per pair, f1 | masked f2 | prediction (visible patches + predicted ones) | f2.
+"""The reconstruction picture: one row per pair, f1 | masked f2 | prediction (visible patches + predicted ones) | f2,
+under a header that names the panels and the training step.
 
 With norm_pix_loss the model predicts per-patch normalized pixels; they are mapped back with the true patch's mean and
 variance (as MAE's visualization does) so the picture shows what the model knows, in colour.
@@ -10,12 +11,13 @@ from pathlib import Path
 
 import torch
 
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from study.atomic import atomic_path
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+PANELS = ("f1", "f2 masked", "prediction", "f2")
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -48,12 +50,29 @@ def _gray(patches: torch.Tensor) -> torch.Tensor:
     return gray.repeat(patches.shape[-1] // 3).expand_as(patches)
 
 
-def save_reconstruction(model, f1: torch.Tensor, f2: torch.Tensor, path: Path, scale: int = 2) -> Path:
+def save_reconstruction(model, f1: torch.Tensor, f2: torch.Tensor, path: Path, step: int | None = None,
+                        scale: int = 2) -> Path:
     masked, pasted = reconstruct(model, f1, f2)
     columns = [to_uint8(img) for img in (f1, masked, pasted, f2)]  # each (B, H, W, 3)
     grid = torch.cat([torch.cat(row, dim=1) for row in zip(*columns)], dim=0).numpy()  # (B*H, 4*W, 3), a pair per row
     img = Image.fromarray(grid)
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    img = with_header(img, panel_width=img.width // len(PANELS),
+                      title=f"step {step}" if step is not None else "reconstruction")
     with atomic_path(path) as tmp:
         img.save(tmp)
     return path
+
+
+def with_header(img: Image.Image, panel_width: int, title: str) -> Image.Image:
+    """A white band above the grid: the title on the left, then each panel's name centred over its column."""
+    size = max(11, min(16, panel_width // 8))  # readable at 64 px panels, not shouting at 448
+    font = ImageFont.load_default(size=size)
+    line = size + 6
+    out = Image.new("RGB", (img.width, img.height + 2 * line), "white")
+    out.paste(img, (0, 2 * line))
+    draw = ImageDraw.Draw(out)
+    draw.text((4, 3), title, fill="black", font=font)
+    for i, name in enumerate(PANELS):
+        draw.text((i * panel_width + panel_width // 2, line + line // 2), name, fill="black", font=font, anchor="mm")
+    return out
