@@ -109,7 +109,7 @@ def test_tables_keep_long_names_whole_in_a_pipe():
 
 @pytest.mark.slow
 def test_model_info_in_a_pipe_keeps_its_row_names(tmp_path):
-    r = _study(tmp_path, "model-info", "--preset", "tiny", "--img", "64")
+    r = _study(tmp_path, "model-info", "--preset", "tiny", "--img", "64", "--patch", "8")
     assert r.returncode == 0, r.stderr
     assert "of which fixed (sin-cos position embeddings)" in r.stdout
     assert "FLOPs per pair, forward + backward" in r.stdout and "…" not in r.stdout

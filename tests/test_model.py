@@ -194,13 +194,16 @@ def test_model_info_and_bench_model_default_to_the_recipe():
 
     from study import cli
 
+    def default(p):  # typer options carry their default inside an OptionInfo
+        return getattr(p.default, "default", p.default)
+
     recipe = ModelConfig()
-    info = {k: p.default for k, p in inspect.signature(cli.model_info).parameters.items()}
+    info = {k: default(p) for k, p in inspect.signature(cli.model_info).parameters.items()}
     assert info == {"preset": recipe.preset, "patch": recipe.patch_size, "img": recipe.img_size,
                     "encoder": recipe.encoder, "decoder": recipe.decoder, "decoder_dim": recipe.decoder_dim,
                     "decoder_depth": recipe.decoder_depth, "decoder_heads": recipe.decoder_heads,
                     "mask_ratio": recipe.mask_ratio}
-    bench = {k: p.default for k, p in inspect.signature(cli.bench_model).parameters.items()}
+    bench = {k: default(p) for k, p in inspect.signature(cli.bench_model).parameters.items()}
     assert {k: bench[k] for k in ("preset", "patch", "img", "decoder")} == {
         "preset": recipe.preset, "patch": recipe.patch_size, "img": recipe.img_size, "decoder": recipe.decoder}
 
