@@ -101,7 +101,12 @@ def bench_gpu(steps: int = 10, videos: int = 160, frames: int = 48, loader_secon
     for compiled in ((False, True) if compile_ else (False,)):
         net = torch.compile(model) if compiled else model
         t0 = time.perf_counter()
-        median, mean, mem = step_rate(net, optimizer, f1, f2, steps)
+        try:
+            median, mean, mem = step_rate(net, optimizer, f1, f2, steps)
+        except Exception as e:  # e.g. no C compiler for Triton: report it and go on with eager figures
+            figures["step_compiled"] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+            table.add_row("on", "failed", figures["step_compiled"]["error"][:60], "", "")
+            continue
         rates[compiled] = median
         key = "compiled" if compiled else "eager"
         figures[f"step_{key}"] = {"pairs_per_s": median, "mfu": median * flops / peak, "peak_gib": mem / 2**30,
