@@ -121,3 +121,30 @@ def test_torchrun_without_out_is_refused_in_one_line(tmp_path):
     assert proc.returncode == 2 and "give the run folder with --out" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "state" / "runs").exists()
+
+
+def test_a_study_trial_trains_on_two_processes_and_the_worker_evaluates_and_logs(tmp_path):
+    """`study run --procs-per-worker 2`: each trial's training runs under torchrun in a subprocess on its run folder
+    (the effective batch kept: 2 processes x 4 pairs), its metrics reach MLflow, the worker evaluates."""
+    from collections import Counter
+
+    from mlflow.tracking import MlflowClient
+
+    from tests.orchestrate_helpers import TWO_CELLS, make_experiments, study_cli
+
+    make_experiments(tmp_path, {"two": TWO_CELLS})
+    r = study_cli(tmp_path, "run", "two", "--budget", "smoke", "--procs-per-worker", "2", "--set", "train.epochs=4")
+    assert r.returncode == 0, r.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("two [smoke]").experiment_id])
+    trials = [x for x in runs if x.data.tags.get("study.role") == "trial"]
+    assert Counter(x.info.status for x in trials) == {"FINISHED": 2}
+    for run in trials:
+        assert "davis.jf_mean" in run.data.metrics  # evaluated by the worker after torchrun ended
+        rdir = Path(run.data.tags["study.run_dir"])
+        state = load_checkpoint(rdir / "checkpoint.pt")
+        assert int(state["world_size"]) == 2 and int(state["config"]["train"]["batch_size"]) == 4
+        # rank 0's logged losses (every train.log_every = 5 steps, and the last) reached the worker's MLflow run
+        logged = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "train.loss")}
+        steps = len(state["losses"])
+        assert logged == pytest.approx({k: state["losses"][k - 1].item() for k in (5, steps)}) and steps == 6
