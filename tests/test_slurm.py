@@ -117,7 +117,7 @@ def test_a_smoke_study_runs_as_a_slurm_array_job(slurm, tmp_path):
 def test_a_signalled_task_is_requeued_and_its_cell_resumes_from_the_checkpoint(slurm, tmp_path):
     """USR2 is what SLURM sends before a task's time limit (sbatch --signal, set by submitit) and what submitit's
     preemption handling acts on: submitit checkpoints the worker and requeues the task."""
-    job_id = submit(tmp_path, "--set", "train.epochs=2000", "--set", "train.checkpoint_every=20")
+    job_id = submit(tmp_path, "--set", "train.epochs=1000", "--set", "train.checkpoint_every=20")
     state = tmp_path / "state"
 
     def checkpointed() -> Path | None:
