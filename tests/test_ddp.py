@@ -59,7 +59,11 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     one = run([sys.executable, "-m", "study.train", "--budget", "smoke", *sets(**{"train.batch_size": 8}),
                "--out", str(tmp / "one")], tmp)
     assert one.returncode == 0, one.stderr[-3000:]
-    return {"tmp": tmp, "two": tmp / "two", "one": tmp / "one", "two_stdout": two.stdout}
+    # and a crashed one: every rank in its own folder, all stopping after step 3 (tests.ddp_helpers)
+    crashed = run([*TORCHRUN, "-m", "tests.ddp_helpers", str(tmp / "per-rank"), "3",
+                   json.dumps({**RECIPE, "train.batch_size": 4})], tmp)
+    return {"tmp": tmp, "two": tmp / "two", "one": tmp / "one", "two_stdout": two.stdout, "per_rank": tmp / "per-rank",
+            "crashed_rc": crashed.returncode}
 
 
 def test_two_processes_step_as_one_process_with_the_same_global_batch(runs):
@@ -79,11 +83,8 @@ def test_two_processes_step_as_one_process_with_the_same_global_batch(runs):
 def test_only_rank_0_prints_logs_and_checkpoints(runs):
     out = runs["two_stdout"]
     assert out.count("run folder:") == 1 and out.count("done: 6 steps") == 1, out
-    tmp = runs["tmp"]
-    per_rank = tmp / "per-rank"
-    proc = run([*TORCHRUN, "-m", "tests.ddp_helpers", str(per_rank), "3", json.dumps({**RECIPE, "train.batch_size": 4})],
-               tmp)
-    assert proc.returncode != 0  # every rank stopped itself after step 3
+    per_rank = runs["per_rank"]
+    assert runs["crashed_rc"] != 0  # every rank stopped itself after step 3
     assert json.loads((per_rank / "metrics-rank0.json").read_text()) == [1, 2, 3]
     assert json.loads((per_rank / "metrics-rank1.json").read_text()) == []
     assert int(load_checkpoint(per_rank / "rank0" / "checkpoint.pt")["step"]) == 3
@@ -91,12 +92,11 @@ def test_only_rank_0_prints_logs_and_checkpoints(runs):
 
 
 def test_a_resumed_ddp_run_continues_exactly(runs):
-    """Rank 0's step-3 checkpoint of the crashed run above, resumed under torchrun, ends where the uninterrupted run
+    """Rank 0's step-3 checkpoint of the crashed run, resumed under torchrun, ends where the uninterrupted run
     ended: the same losses and the same parameters, bit for bit (same process count, same reduction order)."""
     tmp = runs["tmp"]
-    crashed = tmp / "per-rank" / "rank0"
-    if not (crashed / "checkpoint.pt").exists():
-        pytest.skip("needs the crashed run of test_only_rank_0_prints_logs_and_checkpoints")
+    crashed = runs["per_rank"] / "rank0"
+    assert int(load_checkpoint(crashed / "checkpoint.pt")["step"]) == 3
     resumed = tmp / "resumed"
     shutil.copytree(crashed, resumed)
     proc = run([*TORCHRUN, "-m", "study.train", "--budget", "smoke", *sets(**{"train.batch_size": 4}),
