@@ -132,8 +132,8 @@ def test_a_study_trial_trains_on_two_processes_and_the_worker_evaluates_and_logs
 
     from tests.orchestrate_helpers import TWO_CELLS, make_experiments, study_cli
 
-    make_experiments(tmp_path, {"two": TWO_CELLS})
-    r = study_cli(tmp_path, "run", "two", "--budget", "smoke", "--procs-per-worker", "2", "--set", "train.epochs=4")
+    make_experiments(tmp_path, {"two": TWO_CELLS + '[base]\n"train.epochs" = 4.0\n'})
+    r = study_cli(tmp_path, "run", "two", "--budget", "smoke", "--procs-per-worker", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("two [smoke]").experiment_id])
@@ -148,3 +148,14 @@ def test_a_study_trial_trains_on_two_processes_and_the_worker_evaluates_and_logs
         logged = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "train.loss")}
         steps = len(state["losses"])
         assert logged == pytest.approx({k: state["losses"][k - 1].item() for k in (5, steps)}) and steps == 6
+
+
+def test_a_user_error_in_the_ddp_subprocess_comes_back_as_its_one_line(tmp_path):
+    from study.config import load_config
+    from study.errors import UserError
+    from study.train.ddp import train_in_subprocess
+
+    cfg = load_config("smoke", overrides={"data.root": str(tmp_path / "no-such-videos"), "train.accum_iter": 2})
+    with pytest.raises(UserError, match="no-such-videos") as err:
+        train_in_subprocess(cfg, tmp_path / "run", 2)
+    assert "\n" not in str(err.value) and not (tmp_path / "run" / "checkpoint.pt").exists()

@@ -17,6 +17,8 @@ from study.orchestrate.slurm import SlurmOptions, executor_parameters, parse_tim
 from tests.orchestrate_helpers import TWO_CELLS, make_experiments, study_cli
 
 STUDY = "two"
+# the same two cells with trials long enough to be signalled mid-training (a checkpoint every 20 of 1,500 steps)
+LONG_CELLS = TWO_CELLS + '[base]\n"train.epochs" = 1000.0\n"train.checkpoint_every" = 20\n'
 pytestmark = pytest.mark.xdist_group("slurm")  # the cluster has 2 CPUs: one SLURM test at a time
 
 
@@ -44,12 +46,12 @@ def slurm():
         pytest.skip(reason)
 
 
-def submit(tmp: Path, *extra: str) -> str:
+def submit(tmp: Path, study_text: str = TWO_CELLS) -> str:
     """`study run two --launcher slurm --workers 2` on CPU workers; -> the job id it printed. It must return at once."""
-    make_experiments(tmp, {STUDY: TWO_CELLS})
+    make_experiments(tmp, {STUDY: study_text})
     t0 = time.monotonic()
     r = study_cli(tmp, "run", STUDY, "--budget", "smoke", "--launcher", "slurm", "--workers", "2",
-                  "--gpus-per-worker", "0", "--time", "20", "--shared-state", str(tmp / "state"), *extra, timeout=120)
+                  "--gpus-per-worker", "0", "--time", "20", "--shared-state", str(tmp / "state"), timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     assert time.monotonic() - t0 < 90  # submits and returns; it does not wait for the workers
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("submitted SLURM job"))
@@ -117,7 +119,7 @@ def test_a_smoke_study_runs_as_a_slurm_array_job(slurm, tmp_path):
 def test_a_signalled_task_is_requeued_and_its_cell_resumes_from_the_checkpoint(slurm, tmp_path):
     """USR2 is what SLURM sends before a task's time limit (sbatch --signal, set by submitit) and what submitit's
     preemption handling acts on: submitit checkpoints the worker and requeues the task."""
-    job_id = submit(tmp_path, "--set", "train.epochs=1000", "--set", "train.checkpoint_every=20")
+    job_id = submit(tmp_path, LONG_CELLS)
     state = tmp_path / "state"
 
     def checkpointed() -> Path | None:

@@ -58,7 +58,7 @@ def train_in_subprocess(cfg: RunConfig, run_dir: Path, nproc: int, on_metrics=No
     import torch
 
     from study.model import build_model
-    from study.train.engine import TrainResult
+    from study.train.engine import NonFiniteLoss, TrainResult
     from study.train.state import CHECKPOINT, load_checkpoint
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -84,8 +84,9 @@ def train_in_subprocess(cfg: RunConfig, run_dir: Path, nproc: int, on_metrics=No
             except subprocess.TimeoutExpired:
                 proc.kill()
     if proc.returncode != 0:
-        if (run_dir / ERROR).exists():
-            raise UserError((run_dir / ERROR).read_text().strip())
+        if (run_dir / ERROR).exists():  # "<exception class>: <its line>", from rank 0
+            kind, _, message = (run_dir / ERROR).read_text().strip().partition(": ")
+            raise (NonFiniteLoss if kind == NonFiniteLoss.__name__ else UserError)(message)
         raise RuntimeError(f"torchrun ({nproc} processes) exited with {proc.returncode}; its output is in the worker's log")
     summary = json.loads((run_dir / RESULT).read_text())
     state = load_checkpoint(run_dir / CHECKPOINT)
@@ -125,7 +126,7 @@ def main(run_dir: Path) -> None:
         result = train(cfg, run_dir, resume=True, on_metrics=report if lead else None, progress=False)
     except (UserError, NonFiniteLoss) as e:
         if lead:
-            write_text(run_dir / ERROR, str(e))
+            write_text(run_dir / ERROR, f"{type(e).__name__}: {e}")
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     finally:
