@@ -212,11 +212,11 @@ def bench_train(steps: int = opt(6, "timed steps", "N")) -> None:
 
 
 @bench_app.command("gpu")
-def bench_gpu(steps: int = typer.Option(10, help="timed steps per step measurement"),
-              videos: int = typer.Option(160, help="generated 224 px training videos (the paper micro-batch reads 128)"),
-              train_steps: int = typer.Option(30, help="optimizer steps of the paper-budget training run"),
+def bench_gpu(steps: int = opt(10, "timed steps per step measurement", "N"),
+              videos: int = opt(160, "generated 224 px training videos (the paper micro-batch reads 128)", "N"),
+              train_steps: int = opt(30, "optimizer steps of the paper-budget training run", "N"),
               compile_: bool = typer.Option(True, "--compile/--no-compile", help="also measure torch.compile"),
-              out: Optional[str] = typer.Option(None, help="folder to write gpu-check.txt and gpu-check.json into")) -> None:
+              out: Optional[str] = opt(None, "folder to write gpu-check.txt and gpu-check.json into", "DIR")) -> None:
     """On a CUDA GPU: the paper step's pairs/s and MFU (compile on/off), the loader, and 30 steps of study train."""
     from study.bench.gpu import bench_gpu as run
 
