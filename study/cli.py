@@ -217,7 +217,11 @@ def bench_gpu(steps: int = opt(10, "timed steps per step measurement", "N"),
               train_steps: int = opt(30, "optimizer steps of the paper-budget training run", "N"),
               compile_: bool = typer.Option(True, "--compile/--no-compile", help="also measure torch.compile"),
               out: Optional[str] = opt(None, "folder to write gpu-check.txt and gpu-check.json into", "DIR")) -> None:
-    """On a CUDA GPU: the paper step's pairs/s and MFU (compile on/off), the loader, and 30 steps of study train."""
+    """On a CUDA GPU: the paper step's pairs/s and MFU (compile on/off), the loader, and 30 steps of study train.
+
+    \b
+    Example: study bench gpu --out gpu-check/
+    """
     from study.bench.gpu import bench_gpu as run
 
     run(steps=steps, videos=videos, train_steps=train_steps, compile_=compile_, out=out)
