@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean slurm gpu-check
 
 # Reinstall when pyproject.toml changes; a second run with nothing changed does nothing.
 $(STAMP): pyproject.toml
@@ -24,6 +24,14 @@ demo: $(STAMP)
 	@echo
 	@echo "Report: reports/mask_ratio/report.md"
 	@echo "MLflow UI: $(BIN)/study ui   (then open http://127.0.0.1:5000)"
+
+# A one-node SLURM cluster on this machine (as root; Debian's slurmctld, slurmd and munge), as CI starts it.
+slurm:
+	bash .ci/slurm start
+
+# On a CUDA machine: the paper budget's step, the loader and 30 steps of `study train` (exit 2 without a GPU).
+gpu-check: $(STAMP)
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/study bench gpu
 
 clean:
 	rm -rf .study $(VENV)

@@ -211,6 +211,22 @@ def bench_train(steps: int = opt(6, "timed steps", "N")) -> None:
     run(steps=steps)
 
 
+@bench_app.command("gpu")
+def bench_gpu(steps: int = opt(10, "timed steps per step measurement", "N"),
+              videos: int = opt(160, "generated 224 px training videos (the paper micro-batch reads 128)", "N"),
+              train_steps: int = opt(30, "optimizer steps of the paper-budget training run", "N"),
+              compile_: bool = typer.Option(True, "--compile/--no-compile", help="also measure torch.compile"),
+              out: Optional[str] = opt(None, "folder to write gpu-check.txt and gpu-check.json into", "DIR")) -> None:
+    """On a CUDA GPU: the paper step's pairs/s and MFU (compile on/off), the loader, and 30 steps of study train.
+
+    \b
+    Example: study bench gpu --out gpu-check/
+    """
+    from study.bench.gpu import bench_gpu as run
+
+    run(steps=steps, videos=videos, train_steps=train_steps, compile_=compile_, out=out)
+
+
 # ---------------------------------------------------------------- evaluate
 @app.command("eval")
 def evaluate(dataset: str = typer.Argument(..., metavar="DATASET", help="davis | jhmdb | vip (an unknown one is a "
@@ -327,16 +343,34 @@ def run(name: str = name_arg(), budget: Optional[str] = BudgetOpt,
         storage: Optional[str] = StorageOpt, tracking_uri: Optional[str] = TrackingOpt,
         dry_run: bool = flag("print the cells, their configs and cost; run nothing", "--dry-run"),
         retry_failed: bool = flag("run failed cells again", "--retry-failed"),
-        set_: Optional[list[str]] = SetOpt) -> None:
+        set_: Optional[list[str]] = SetOpt,
+        launcher: str = opt("local", "local: workers on this machine; slurm: one SLURM array job of --workers tasks, "
+                            "submitted through submitit (the command returns)", "local|slurm"),
+        procs_per_worker: int = opt(1, "training processes per trial (DDP under torchrun; gloo on CPUs)", "P"),
+        gpus_per_worker: int = opt(1, "slurm: GPUs per task (sbatch --gpus-per-node); over 1, each trial trains "
+                                   "under torchrun on all of them", "G"),
+        partition: Optional[str] = opt(None, "slurm: sbatch --partition", "NAME"),
+        time: Optional[str] = opt(None, "slurm: sbatch --time per task, minutes or D-HH:MM:SS (default 1 day; a task "
+                                  "near its limit is requeued and resumes)", "T"),
+        account: Optional[str] = opt(None, "slurm: sbatch --account", "NAME"),
+        slurm_set: Optional[list[str]] = opt(None, "slurm: any other submitit/sbatch parameter (repeatable): "
+                                             "cpus_per_task=10, mem=64G", "KEY=VALUE", "--slurm-set"),
+        shared_state: Optional[str] = opt(None, "a state folder every node mounts (run folders, checkpoints; with "
+                                          "SQLite stores, the stores too)", "DIR")) -> None:
     """Run every cell of a study (Optuna schedules, MLflow tracks); run again to resume.
 
     \b
     Example: study run mask_ratio --budget smoke --workers 2
+    On SLURM: study run mask_ratio --launcher slurm --workers 8 --storage postgresql://... --tracking-uri http://...
     """
     from study.orchestrate import run_command
+    from study.orchestrate.slurm import slurm_options
 
+    slurm = slurm_options(launcher, workers=workers, procs_per_worker=procs_per_worker, gpus_per_worker=gpus_per_worker,
+                          partition=partition, time=time, account=account, slurm_set=slurm_set or [])
     run_command(name, budget=budget, workers=workers, seeds=seeds, storage=storage, tracking_uri=tracking_uri,
-                dry_run=dry_run, retry_failed=retry_failed, overrides=set_ or [])
+                dry_run=dry_run, retry_failed=retry_failed, overrides=set_ or [], slurm=slurm,
+                shared_state=shared_state, procs_per_worker=procs_per_worker)
 
 
 @app.command("status")

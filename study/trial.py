@@ -65,8 +65,17 @@ def run_trial(cfg: RunConfig, run_dir: Path, hooks: TrialHooks) -> dict[str, flo
             metrics = evaluate_all(model, cfg, run_dir / "eval-intermediate" / f"step{step}", hooks, step)
             return hooks.report_intermediate(primary_value(metrics, cfg), step)
         periodic = (max(1, _steps_for_epochs(cfg, cfg.eval.every_epochs)), intermediate)
+    from study.train.ddp import procs_per_trial, train_in_subprocess
+
+    procs = procs_per_trial()
+    if procs > 1 and periodic:
+        raise TrialFailed(f"eval.every_epochs > 0 (intermediate evaluations) needs one process per trial, not {procs}; "
+                          "set eval.every_epochs = 0 or drop --procs-per-worker / --gpus-per-worker")
     try:
-        result = train(cfg, run_dir, resume=True, on_metrics=hooks.log_metrics, periodic=periodic, progress=False)
+        if procs > 1:  # DDP: torchrun in a subprocess on this run folder; evaluation stays here (study/train/ddp.py)
+            result = train_in_subprocess(cfg, run_dir, procs, on_metrics=hooks.log_metrics)
+        else:
+            result = train(cfg, run_dir, resume=True, on_metrics=hooks.log_metrics, periodic=periodic, progress=False)
     except (UserError, NonFiniteLoss) as e:  # bad input found late, or a run that diverged: the study goes on
         raise TrialFailed(str(e)) from None
     if result.pruned:

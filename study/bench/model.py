@@ -15,15 +15,20 @@ import torch
 from study.config import RunConfig, apply_overrides
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0) -> float:
-    """Measured FLOP/s of an n x n matmul in `dtype` (best of repeated runs)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm-up: thread pool, oneDNN kernel selection
+def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 2.0, device: str = "cpu") -> float:
+    """Measured FLOP/s of an n x n matmul in `dtype` on `device` (best of repeated runs)."""
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    # a GPU launches matmuls asynchronously: time a burst of them between synchronizations
+    sync, burst = (torch.cuda.synchronize, 20) if a.is_cuda else (lambda: None, 1)
+    a @ b  # warm-up: thread pool, oneDNN / cuBLAS kernel selection
+    sync()
     best, end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < end:
         t0 = time.perf_counter()
-        a @ b
-        best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+        for _ in range(burst):
+            a @ b
+        sync()
+        best = max(best, burst * 2 * n**3 / (time.perf_counter() - t0))
     return best
 
 

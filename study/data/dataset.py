@@ -100,22 +100,30 @@ def collate_pairs(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch
 class EpochSampler(Sampler):
     """(epoch, video index) keys: pass e visits the videos in the permutation drawn from (seed, e); the tail that would
     not fill a batch is dropped per pass so batches never straddle passes. `start_batch` skips the batches a resumed
-    run already did in its first pass; `epochs` > 1 chains passes in one loader (no worker restart between them)."""
+    run already did in its first pass; `epochs` > 1 chains passes in one loader (no worker restart between them).
+
+    Under DDP (world_size > 1) a global batch is videos_per_batch x world_size videos of the permutation and rank r
+    takes the r-th slice of it: the ranks together read exactly the batches of one process with the global batch."""
 
     def __init__(self, n_videos: int, videos_per_batch: int, seed: int, epoch: int = 0, start_batch: int = 0,
-                 epochs: int = 1):
+                 epochs: int = 1, rank: int = 0, world_size: int = 1):
         self.n, self.vpb, self.seed, self.epoch, self.start, self.epochs = n_videos, videos_per_batch, seed, epoch, start_batch, epochs
-        self.per_pass = (n_videos // videos_per_batch) * videos_per_batch
+        self.rank, self.world = rank, world_size
+        per_global = videos_per_batch * world_size
+        self.per_pass = (n_videos // per_global) * per_global
 
     def __len__(self) -> int:
-        return self.epochs * self.per_pass - self.start * self.vpb
+        return (self.epochs * self.per_pass) // self.world - self.start * self.vpb
 
     def __iter__(self):
+        per_global = self.vpb * self.world
         for e in range(self.epoch, self.epoch + self.epochs):
             order = np.random.default_rng([self.seed, e]).permutation(self.n)[: self.per_pass]
-            skip = self.start * self.vpb if e == self.epoch else 0
-            for i in order[skip:]:
-                yield e, int(i)
+            first = self.start if e == self.epoch else 0
+            for b in range(first, self.per_pass // per_global):
+                lo = b * per_global + self.rank * self.vpb
+                for i in order[lo:lo + self.vpb]:
+                    yield e, int(i)
 
 
 def default_workers() -> int:
@@ -124,7 +132,7 @@ def default_workers() -> int:
 
 
 def make_loader(dataset: FramePairDataset, videos_per_batch: int, num_workers: int, seed: int, epoch: int,
-                start_batch: int = 0, epochs: int = 1) -> DataLoader:
+                start_batch: int = 0, epochs: int = 1, rank: int = 0, world_size: int = 1) -> DataLoader:
     """Batches of videos_per_batch videos = videos_per_batch * r pairs, as (f1, f2) each (B*r, 3, S, S).
 
     One loader serves `epochs` passes from (epoch, start_batch); persistent workers would only pay across loaders,
@@ -132,7 +140,7 @@ def make_loader(dataset: FramePairDataset, videos_per_batch: int, num_workers: i
     The loader gets its own seeded generator: without one, every iter() takes a draw from torch's global RNG (for the
     workers' base seed), so starting a loader at a resume would shift whatever else draws from it."""
     workers = default_workers() if num_workers < 0 else num_workers
-    sampler = EpochSampler(len(dataset), videos_per_batch, seed, epoch, start_batch, epochs)
+    sampler = EpochSampler(len(dataset), videos_per_batch, seed, epoch, start_batch, epochs, rank, world_size)
     return DataLoader(dataset, batch_size=videos_per_batch, sampler=sampler, num_workers=workers,
                       collate_fn=collate_pairs, drop_last=True, pin_memory=torch.cuda.is_available(),
                       prefetch_factor=4 if workers else None, generator=torch.Generator().manual_seed(seed + epoch))

@@ -32,14 +32,15 @@ from study.config import MASK_STRATEGIES, keep_count
 
 
 def random_masking(x: torch.Tensor, mask_ratio: float, strategy: str = "random", grid_hw: tuple[int, int] | None = None,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """x (B, L, D) -> x_kept (B, len_keep, D), mask (B, L), ids_restore (B, L)."""
+                   generator: torch.Generator | None = None,
+                   shard: tuple[int, int] = (0, 1)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (B, L, D) -> x_kept (B, len_keep, D), mask (B, L), ids_restore (B, L). shard: see mask_scores."""
     B, L, _ = x.shape
     len_keep = _len_keep(L, mask_ratio)
     _check_strategy(strategy)
     if len_keep == L:  # nothing masked: keep the order, identity restore
         return keep_all(x)
-    return apply_scores(x, mask_scores(B, L, len_keep, strategy, grid_hw, generator).to(x.device), len_keep)
+    return apply_scores(x, mask_scores(B, L, len_keep, strategy, grid_hw, generator, shard).to(x.device), len_keep)
 
 
 def _len_keep(L: int, mask_ratio: float) -> int:
@@ -59,16 +60,23 @@ def keep_all(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def mask_scores(B: int, L: int, len_keep: int, strategy: str, grid_hw: tuple[int, int] | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, L) scores on the CPU; the len_keep lowest of each row are the kept patches."""
+                generator: torch.Generator | None = None, shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
+    """(B, L) scores on the CPU; the len_keep lowest of each row are the kept patches.
+
+    shard = (rank, world size) under DDP: the scores of the whole global batch (B x world rows) are drawn on every rank
+    from the same generator state and each rank keeps its own rows, so the ranks together mask exactly as one process
+    with the global batch would."""
     _check_strategy(strategy)
+    rank, world = shard
     if strategy in ("random", "tube"):
-        return torch.rand(B, L, generator=generator)
-    h, w = grid_hw or _square(L)
-    if h * w != L:
-        raise ValueError(f"grid {h}x{w} does not hold {L} patches")
-    make = _block_scores if strategy == "block" else _grid_scores
-    return make(B, h, w, len_keep, generator)
+        score = torch.rand(B * world, L, generator=generator)
+    else:
+        h, w = grid_hw or _square(L)
+        if h * w != L:
+            raise ValueError(f"grid {h}x{w} does not hold {L} patches")
+        make = _block_scores if strategy == "block" else _grid_scores
+        score = make(B * world, h, w, len_keep, generator)
+    return score[rank * B:(rank + 1) * B]  # (B, L): this rank's rows of the global batch
 
 
 def apply_scores(x: torch.Tensor, score: torch.Tensor, len_keep: int

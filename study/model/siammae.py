@@ -51,6 +51,7 @@ class SiamMAE(nn.Module):
         self.norm_pix_loss, self.decoder_pos_f1, self.loss_frames = norm_pix_loss, decoder_pos_f1, loss_frames
         self.mask_generator: torch.Generator | None = None  # the training run sets its own, seeded (see module doc)
         self.patch_size, self.embed_dim = patch_size, embed_dim
+        self.mask_shard = (0, 1)  # (rank, world size): set by the training engine under DDP (see masking.random_masking)
 
         # ---- encoder (shared by both frames)
         self.encoder = ViTEncoder(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio)
@@ -112,7 +113,8 @@ class SiamMAE(nn.Module):
 
     def random_masking(self, x: torch.Tensor, mask_ratio: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, L, D) -> x_kept (B, L_keep, D), mask (B, L) 0 keep / 1 masked, ids_restore (B, L)."""
-        return masking.random_masking(x, mask_ratio, self.mask_strategy, self.grid_hw, self.mask_generator)
+        return masking.random_masking(x, mask_ratio, self.mask_strategy, self.grid_hw, self.mask_generator,
+                                      self.mask_shard)
 
     def mask_frames(self, x1: torch.Tensor, x2: torch.Tensor):
         """Each frame's tokens (B, L, D) -> (x_kept, mask, ids_restore) per frame; tube: one draw for both frames."""
@@ -120,7 +122,8 @@ class SiamMAE(nn.Module):
             return self.random_masking(x1, self.mask_ratio_f1), self.random_masking(x2, self.mask_ratio)
         B, L, _ = x2.shape
         n_keep = keep_count(L, self.mask_ratio)
-        score = masking.mask_scores(B, L, n_keep, "tube", self.grid_hw, self.mask_generator).to(x2.device)
+        score = masking.mask_scores(B, L, n_keep, "tube", self.grid_hw, self.mask_generator,
+                                    self.mask_shard).to(x2.device)
         return masking.apply_scores(x1, score, n_keep), masking.apply_scores(x2, score, n_keep)
 
     @property

@@ -37,12 +37,24 @@ def resolve(spec: StudySpec, budget: str, seeds: int | None, overrides: list[str
 
 def run_command(name: str, budget: str | None = None, workers: int = 1, seeds: int | None = None,
                 storage: str | None = None, tracking_uri: str | None = None, dry_run: bool = False,
-                retry_failed: bool = False, overrides: list[str] | None = None, trial_fn=None, baseline_fn=None) -> None:
+                retry_failed: bool = False, overrides: list[str] | None = None, trial_fn=None, baseline_fn=None,
+                slurm=None, shared_state: str | None = None, procs_per_worker: int = 1) -> None:
+    """slurm: a study.orchestrate.slurm.SlurmOptions to submit the workers as a SLURM array job (None: on this
+    machine); procs_per_worker > 1: each trial trains under torchrun on that many processes (DDP)."""
     from study.orchestrate.storage import check_storage_url
 
     spec = load_study(name)
     if workers < 1:
         raise UserError(f"--workers {workers}: give at least 1")
+    if procs_per_worker < 1:
+        raise UserError(f"--procs-per-worker {procs_per_worker}: give at least 1")
+    if shared_state:  # every process of the study (and every node) uses this state folder
+        os.environ["STUDY_STATE_DIR"] = str(Path(shared_state).resolve())
+    if slurm is not None:
+        from study.orchestrate.slurm import check_shared_state, executor_parameters
+
+        check_shared_state(storage, tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), shared_state)
+        executor_parameters(slurm, name)  # a bad --time or --slurm-set fails here, before anything is opened
     if seeds is not None and seeds < 1:
         raise UserError(f"--seeds {seeds}: give at least 1")
     budget = budget or default_budget()
@@ -54,11 +66,15 @@ def run_command(name: str, budget: str | None = None, workers: int = 1, seeds: i
 
         print_plan(spec, budget, configs, overrides or [], workers)
         return
+    from study.train.ddp import PROCS_ENV
+
+    os.environ[PROCS_ENV] = str(procs_per_worker)  # read by the trials of this process and of its local workers
     _run(spec, budget, workers, seeds, storage, tracking_uri, retry_failed, overrides or [], configs, trial_fn,
-         baseline_fn)
+         baseline_fn, slurm)
 
 
-def _run(spec, budget, workers, seeds, storage, tracking_uri, retry_failed, overrides, configs, trial_fn, baseline_fn):
+def _run(spec, budget, workers, seeds, storage, tracking_uri, retry_failed, overrides, configs, trial_fn, baseline_fn,
+         slurm=None):
     import optuna
 
     from study import tracking
@@ -95,6 +111,15 @@ def _run(spec, budget, workers, seeds, storage, tracking_uri, retry_failed, over
         job.trial_fn = fn_path(trial_fn)
     if baseline_fn is not None:
         job.baseline_fn = fn_path(baseline_fn)
+    if slurm is not None:  # the launcher seam: the workers run as SLURM array tasks; this command returns
+        from study.orchestrate.slurm import JOBS_ATTR, submit_workers
+
+        job.threads = 0
+        job_id = submit_workers(job, slurm, state)
+        study.set_user_attr(JOBS_ATTR, [*study.user_attrs.get(JOBS_ATTR, []), job_id])
+        print(f"submitted SLURM job {job_id}: {slurm.workers} worker(s); logs in {state / 'slurm'}; "
+              f"`study status {spec.name} --budget {budget}` shows them", flush=True)
+        return
     try:
         if workers == 1:
             worker_loop(job, trial_fn, baseline_fn)

@@ -79,6 +79,9 @@ def print_status(spec: StudySpec, budget: str, st, seeds: int | None = None) -> 
         eta = sum(durations) / len(durations) * remaining / running_workers
         summary += f"; ETA {eta / 60:.1f} min ({remaining} left, {running_workers} worker(s))"
     con.print(summary)
+    from study.orchestrate.slurm import print_slurm_jobs
+
+    print_slurm_jobs(study)  # the SLURM job(s) of `study run --launcher slurm` and what each task runs
     return remaining == 0 and not any(t is not None and t.state.name == "FAIL" for t in rows)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -18,6 +19,9 @@ def train_command(config: str | None, budget: str | None, overrides: list[str], 
         raise UserError("the paper budget trains on real video: set data.root in experiments/local.toml "
                         "(or --set data.root=/path/to/kinetics/train)")
     runs = state_dir(cfg) / "runs" / "train"
+    world, lead = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0)) == 0
+    if world > 1 and not out:  # a folder named by the clock could differ between the processes
+        raise UserError(f"under torchrun ({world} processes) give the run folder with --out, the same for every process")
     if out:
         run_dir = Path(out)
     elif resume:
@@ -40,22 +44,26 @@ def train_command(config: str | None, budget: str | None, overrides: list[str], 
     if ckpt.exists():  # a run of another config is refused before anything in its folder changes
         check_resumable(load_checkpoint(ckpt), cfg, ckpt)
     created = make_run_dir(run_dir)
-    try:
-        write_text(run_dir / "config.toml", to_toml(cfg))
-    except OSError as e:
-        _remove(created)
-        raise UserError(f"--out {run_dir}: cannot write there ({e.strerror or e}); give a folder you can write to") from None
     resuming = ckpt.exists()
-    print(f"run folder: {run_dir}" + (" (resuming from its checkpoint)" if resuming else ""))
+    if lead:  # under torchrun only rank 0 writes and prints; the engine logs and checkpoints on rank 0 too
+        try:
+            write_text(run_dir / "config.toml", to_toml(cfg))
+        except OSError as e:
+            _remove(created)
+            raise UserError(f"--out {run_dir}: cannot write there ({e.strerror or e}); give a folder you can write to") from None
+        print(f"run folder: {run_dir}" + (" (resuming from its checkpoint)" if resuming else "")
+              + (f", {world} processes" if world > 1 else ""))
     try:
-        result = train(cfg, run_dir, resume=True)
+        result = train(cfg, run_dir, resume=True, progress=lead)
     except (UserError, NonFiniteLoss) as e:
-        if not ckpt.exists():  # a run that never checkpointed leaves nothing behind
+        if lead and not ckpt.exists():  # a run that never checkpointed leaves nothing behind
             _remove(created)
         if isinstance(e, UserError):
             raise
         print(f"error: {e}", file=sys.stderr)  # a failed run, not bad input: exit 1, no traceback
         raise SystemExit(1) from None
+    if not lead:
+        return
     losses = result.losses
     if result.skipped_videos:
         print(f"skipped {len(result.skipped_videos)} unreadable video(s): {', '.join(result.skipped_videos[:5])}")

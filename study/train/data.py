@@ -35,6 +35,8 @@ class TrainingData:
     videos_per_batch: int
     num_workers: int
     seed: int
+    rank: int = 0
+    world_size: int = 1
     skipped: list[str] = field(default_factory=list)
     _loader_iter: object = None
     _next_micro_step: int = -1
@@ -45,7 +47,7 @@ class TrainingData:
             first_pass, start = divmod(micro_step, per_pass)
             self.close()
             loader = make_loader(self.dataset, self.videos_per_batch, self.num_workers, self.seed, epoch=first_pass,
-                                 start_batch=start, epochs=1_000_000)
+                                 start_batch=start, epochs=1_000_000, rank=self.rank, world_size=self.world_size)
             self._loader_iter = iter(loader)
         self._next_micro_step = micro_step + 1
         return next(self._loader_iter)
@@ -60,12 +62,12 @@ class TrainingData:
 
 def build_training_data(cfg: RunConfig, videos: list[Path] | None = None, rank: int = 0,
                         world_size: int = 1) -> TrainingData:
-    """Under DDP each rank reads every world_size-th video with its own seed: disjoint shards, no sampler state shared."""
+    """Under DDP every rank indexes all videos with the same seed and reads its slice of each global batch (the
+    sampler's rank / world_size), so the ranks together see the batches of one process with the global batch."""
     paths = videos if videos is not None else training_videos(cfg)
-    shard = paths[rank::world_size]
     d = cfg.data
-    dataset = FramePairDataset(shard, cfg.model.img_size, d.frame_gap, d.gap_fps, d.repeated_sampling, d.augmentation,
-                               d.crop_scale, seed=cfg.train.seed * 1000 + rank, cache_mb=d.cache_mb)
+    dataset = FramePairDataset(paths, cfg.model.img_size, d.frame_gap, d.gap_fps, d.repeated_sampling, d.augmentation,
+                               d.crop_scale, seed=cfg.train.seed * 1000, cache_mb=d.cache_mb)
     vpb = videos_per_step(cfg.train.batch_size, d.repeated_sampling)
-    return TrainingData(dataset=dataset, videos_per_batch=vpb, num_workers=d.num_workers, seed=cfg.train.seed * 1000 + rank,
-                        skipped=[str(p) for p in dataset.skipped])
+    return TrainingData(dataset=dataset, videos_per_batch=vpb, num_workers=d.num_workers, seed=cfg.train.seed * 1000,
+                        rank=rank, world_size=world_size, skipped=[str(p) for p in dataset.skipped])

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from timm.optim import param_groups_weight_decay
 
 from study.config import RunConfig
+from study.errors import UserError
 from study.model import SiamMAE, build_model
 from study.train.progress import TrainProgress
 from study.train.recon import save_reconstruction
@@ -69,12 +70,26 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def setup_distributed() -> tuple[int, int]:
-    """(rank, world size); initializes the process group when launched by torchrun."""
+def setup_distributed() -> tuple[int, int, bool]:
+    """(rank, world size, whether this call started the process group); the group is started when launched by
+    torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on the CPU."""
     world = int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1 and not dist.is_initialized():
+    started = world > 1 and not dist.is_initialized()
+    if started:
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
+    return (dist.get_rank(), world, started) if world > 1 else (0, 1, False)
+
+
+def global_mean(value: torch.Tensor, world: int) -> float:
+    """The mean of a scalar over the DDP ranks (each rank's loss is its slice's): the global batch's loss, on every
+    rank, so all ranks log and stop (non-finite loss) alike."""
+    if world > 1:
+        value = value.detach().clone()
+        dist.all_reduce(value)  # SUM: gloo has no AVG
+        value /= world
+    return float(value)
 
 
 def build_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW:
@@ -95,21 +110,27 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True, on_metrics: Met
     from study.train.data import build_training_data  # decord only where training runs
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    rank, world = setup_distributed()
+    rank, world, group_started = setup_distributed()
     device = resolve_device()
-    torch.manual_seed(cfg.train.seed + rank)
+    # The same seed on every rank: masks are drawn for the whole global batch and each rank keeps its rows, and the
+    # data sampler hands each rank its slice of the global batch, so N ranks step exactly as one process would.
+    torch.manual_seed(cfg.train.seed)
     data = build_training_data(cfg, videos=videos, rank=rank, world_size=world)
     sched = Schedule(n_videos=len(data.dataset), repeated_sampling=cfg.data.repeated_sampling,
                      micro_batch=cfg.train.batch_size, accum_iter=cfg.train.accum_iter, world_size=world,
                      epochs=cfg.train.epochs)
     model = build_model(cfg.model).to(device)
-    model.mask_generator = mask_generator(cfg.train.seed, rank)
+    model.mask_generator = mask_generator(cfg.train.seed)  # one seed on every rank: each keeps its rows (mask_shard)
+    model.mask_shard = (rank, world)
     optimizer = build_optimizer(model, cfg)
     step, micro_step, losses = 0, 0, []
     ckpt_path = run_dir / CHECKPOINT
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
         check_resumable(state, cfg, ckpt_path)
+        if int(state.get("world_size", 1)) != world:  # the batches are addressed per global micro-batch
+            raise UserError(f"{ckpt_path} was written by {int(state.get('world_size', 1))} process(es), this run has "
+                            f"{world}; resume it with the same number of processes (torchrun --nproc_per_node)")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, micro_step, losses = int(state["step"]), int(state["micro_step"]), state["losses"].tolist()
@@ -132,7 +153,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True, on_metrics: Met
             lr = learning_rate(step, sched, cfg.train)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            step_loss = 0.0
+            step_loss = torch.zeros((), device=device)
             for _ in range(cfg.train.accum_iter):
                 f1, f2 = data.batch(micro_step, sched.micro_steps_per_pass)
                 f1, f2 = f1.to(device, non_blocking=True), f2.to(device, non_blocking=True)
@@ -140,9 +161,10 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True, on_metrics: Met
                 with sync, torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     loss, _pred, _mask = net(f1, f2)
                 (loss / cfg.train.accum_iter).backward()
-                step_loss += loss.item() / cfg.train.accum_iter
+                step_loss += loss.detach().float() / cfg.train.accum_iter
                 micro_step += 1
                 pairs_window += f1.shape[0] * world
+            step_loss = global_mean(step_loss, world)
             if not math.isfinite(step_loss):
                 optimizer.zero_grad(set_to_none=True)
                 where = f"; the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else ""
@@ -164,7 +186,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True, on_metrics: Met
                                 "train.epoch": sched.epoch_at(step)}, step)
             if rank == 0 and (step % cfg.train.checkpoint_every == 0 or step == total):
                 save_checkpoint(ckpt_path, model=model, optimizer=optimizer, step=step, micro_step=micro_step, cfg=cfg,
-                                losses=losses, finished=step == total)
+                                losses=losses, finished=step == total, world_size=world)
             if periodic and step % periodic[0] == 0 and step < total and periodic[1](model, step, sched.epoch_at(step)):
                 result.pruned = True
                 break
@@ -173,6 +195,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True, on_metrics: Met
     finally:
         bar.close()
         data.close()
+        if group_started:
+            dist.destroy_process_group()
     result.wall_s = time.perf_counter() - t_start
     result.skipped_videos = data.skipped
     return result

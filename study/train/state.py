@@ -25,7 +25,7 @@ CHECKPOINT = "checkpoint.pt"
 class Schedule:
     """Step arithmetic of a run. Effective epochs (the paper's unit) are defined once, in study.data.pairs:
     a pass over the videos with repeated sampling r is r effective epochs."""
-    n_videos: int             # videos this process reads (its shard under DDP)
+    n_videos: int             # videos of the training set (every DDP rank indexes all of them)
     repeated_sampling: int
     micro_batch: int          # pairs per forward pass per process
     accum_iter: int
@@ -38,12 +38,14 @@ class Schedule:
 
     @property
     def micro_steps_per_pass(self) -> int:
-        return steps_per_pass(self.n_videos, self.repeated_sampling, self.micro_batch)
+        """Global micro-batches (micro_batch x world_size pairs) in one pass over the videos."""
+        return steps_per_pass(self.n_videos, self.repeated_sampling, self.micro_batch * self.world_size)
 
     @property
     def steps_per_epoch(self) -> float:
         """Optimizer steps per effective epoch."""
-        return steps_per_effective_epoch(self.n_videos, self.repeated_sampling, self.micro_batch) / self.accum_iter
+        return steps_per_effective_epoch(self.n_videos, self.repeated_sampling,
+                                         self.micro_batch * self.world_size) / self.accum_iter
 
     @property
     def total_steps(self) -> int:
@@ -110,11 +112,11 @@ def check_resumable(state: dict[str, Any], cfg: RunConfig, path: Path) -> None:
 
 
 def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, micro_step: int,
-                    cfg: RunConfig, losses: list[float], finished: bool) -> None:
+                    cfg: RunConfig, losses: list[float], finished: bool, world_size: int = 1) -> None:
     """Write atomically: a temp file in the same folder, fsync, then rename over the old one."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "micro_step": micro_step,
              "config": cfg.to_dict(), "rng": rng_state(model), "losses": torch.tensor(losses, dtype=torch.float64),
-             "finished": finished}
+             "finished": finished, "world_size": world_size}
     with atomic_path(path, durable=True) as tmp:
         torch.save(state, tmp)
 
