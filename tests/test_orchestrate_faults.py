@@ -58,7 +58,8 @@ def test_a_kill_between_the_take_and_its_bookkeeping_is_resumed_by_the_next_run(
     assert len(taken) == 1 and not {"host", "pid", "run_dir"} & set(taken[0].user_attrs)  # the kill came in between
     r = run_fake(tmp_path, "tiny")
     assert r.returncode == 0, r.stderr
-    assert "0 new, 1 to resume, 0 to retry" in r.stdout, r.stdout
+    assert "0 new, 1 to resume, 0 to retry" in r.stdout, r.stdout  # at once: no worker of the study is alive
+    assert "waiting for runs" not in r.stdout  # not after the 60 s grace period
     assert Counter((c["mask_ratio"], c["seed"]) for c in calls(tmp_path)) == Counter(CELLS)
     check_every_cell_done_exactly_once(tmp_path)
 
