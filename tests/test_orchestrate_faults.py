@@ -101,7 +101,7 @@ def test_two_study_runs_at_once_on_a_fresh_state_folder_both_finish_and_run_each
     env = env_for(tmp_path, FAKE_STEPS="3", FAKE_STEP_S="0.2")
     procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
+    outs = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
     assert not any("Traceback" in err for _, err in outs)
     assert all("7/7 done" in out for out, _ in outs)
