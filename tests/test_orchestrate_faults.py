@@ -50,12 +50,16 @@ def check_every_cell_done_exactly_once(tmp: Path, seeds: int = 2) -> None:
 
 
 @pytest.mark.slow
-def test_a_kill_between_the_take_and_its_bookkeeping_is_resumed_by_the_next_run(tmp_path):
+@pytest.mark.parametrize("where", ["after-take", "after-mlflow-run"])
+def test_a_kill_between_the_take_and_its_bookkeeping_is_resumed_by_the_next_run(tmp_path, where):
+    """after-take: the trial is RUNNING with no word of its worker; after-mlflow-run: its MLflow run exists but
+    neither the trial nor the run folder knows its id (the next run must reuse it, not leave it RUNNING)."""
     make_experiments(tmp_path)
-    r = run_fake(tmp_path, "tiny", STUDY_TEST_KILL_AT="after-take")
+    r = run_fake(tmp_path, "tiny", STUDY_TEST_KILL_AT=where)
     assert r.returncode == -signal.SIGKILL, r.stderr
     taken = [t for t in _optuna(tmp_path).trials if t.state.name == "RUNNING"]
-    assert len(taken) == 1 and not {"host", "pid", "run_dir"} & set(taken[0].user_attrs)  # the kill came in between
+    assert len(taken) == 1 and ({"host", "pid", "run_dir"} & set(taken[0].user_attrs)) == (
+        set() if where == "after-take" else {"host", "pid", "run_dir"})
     r = run_fake(tmp_path, "tiny")
     assert r.returncode == 0, r.stderr
     assert "0 new, 1 to resume, 0 to retry" in r.stdout, r.stdout  # at once: no worker of the study is alive
@@ -107,6 +111,24 @@ def test_two_study_runs_at_once_on_a_fresh_state_folder_both_finish_and_run_each
     assert all("7/7 done" in out for out, _ in outs)
     assert Counter((c["mask_ratio"], c["seed"]) for c in calls(tmp_path)) == Counter(CELLS)
     check_every_cell_done_exactly_once(tmp_path)
+
+
+def test_a_kill_while_a_store_is_created_leaves_no_half_made_store(tmp_path):
+    """MLflow's store takes dozens of migrations (7 s here); a kill in the middle used to leave a database that never
+    opened again ("duplicate column name"). Now the store appears whole or not at all."""
+    db = tmp_path / "state" / "mlflow.db"
+    dies_halfway = ("import os, signal, sqlite3, sys; from study.orchestrate.storage import create_sqlite\n"
+                    "def half(url):\n"
+                    "    sqlite3.connect(url.removeprefix('sqlite:///')).execute('CREATE TABLE experiments (x)')\n"
+                    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+                    f"create_sqlite('sqlite:///{db}', half)")
+    r = subprocess.run([sys.executable, "-c", dies_halfway], cwd=REPO, env=env_for(tmp_path), timeout=60)
+    assert r.returncode == -signal.SIGKILL and not db.exists()
+    from study import tracking
+    from study.orchestrate.storage import create_sqlite
+
+    create_sqlite(f"sqlite:///{db}", tracking.studies_with_runs)
+    assert db.exists() and tracking.studies_with_runs(f"sqlite:///{db}") == []
 
 
 @pytest.mark.slow

@@ -35,11 +35,6 @@ def evaluations(cfg: RunConfig, trained: bool) -> int:
     return (1 + middle) * len(cfg.eval.datasets)
 
 
-def visible(cfg: RunConfig) -> str:
-    f1, f2 = visible_patches(cfg.model)
-    return f"f1 {f1}, f2 {f2}" if cfg.model.mask_ratio_f1 > 0 else f"f2 {f2}"
-
-
 def print_plan(spec: StudySpec, budget: str, configs: list[tuple[Slot, RunConfig]], overrides: list[str],
                workers: int) -> None:
     from study.model.flops import pair_flops
@@ -58,8 +53,10 @@ def print_plan(spec: StudySpec, budget: str, configs: list[tuple[Slot, RunConfig
         flop = pair_flops(cfg)["forward_backward"] * pairs / 1e12
         seconds = pairs / rate + evaluations(cfg, trained) * eval_s
         total_s += seconds
+        f1, f2 = visible_patches(cfg.model)  # f1 keeps every patch unless it is masked too
         out.add_row(slot.role, escape(slot.cell.label), str(slot.seed), escape(", ".join(f"{k}={v}" for k, v in diff.items())),
-                    visible(cfg), str(pairs), f"{flop:.4f}", f"{seconds / 60:.1f}")
+                    f"f1 {f1}, f2 {f2}" if cfg.model.mask_ratio_f1 > 0 else f"f2 {f2}", str(pairs), f"{flop:.4f}",
+                    f"{seconds / 60:.1f}")
     con = console()
     con.print(out)
     con.print(escape(f"--set values (part of the study's name): {' '.join(sets)}" if sets else

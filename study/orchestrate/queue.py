@@ -3,10 +3,9 @@ interrupted ones, retrying failed ones, and telling a dead worker's trial from a
 
 Why not GridSampler: with several workers it runs tail cells twice and never retries a failed cell. Instead every
 (cell, seed) is a trial queued with `enqueue_trial`, whose user attrs say what it runs; `reconcile` runs under the
-study lock, so two `study run`s (or two machines) never enqueue the same cell twice.
-A trial's states: WAITING -> RUNNING -> COMPLETE | PRUNED | FAIL. A FAIL with a `failure` attr failed for real
-(rerun only with --retry-failed); a FAIL without one was interrupted (worker killed, Ctrl-C, heartbeat lost) and
-is enqueued again as a new trial that `resumes` it: same run folder (checkpoint), same MLflow run.
+study lock, so two `study run`s (or two machines) never enqueue the same cell twice. States: WAITING -> RUNNING ->
+COMPLETE | PRUNED | FAIL. A FAIL with a `failure` attr failed for real (rerun only with --retry-failed); one without
+was interrupted (kill, Ctrl-C, heartbeat lost) and is enqueued again to resume: same run folder, same MLflow run.
 """
 
 from __future__ import annotations

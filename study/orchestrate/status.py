@@ -85,9 +85,8 @@ def print_status(spec: StudySpec, name: str, st, seeds: int | None = None) -> li
 
 def _minutes(t) -> str:
     """Finished: how long it took; running: minutes so far."""
-    if t.duration:
-        return f"{t.duration.total_seconds() / 60:.1f}"
-    return f"{(datetime.now() - t.datetime_start).total_seconds() / 60:.1f}" if t.datetime_start else ""
+    took = t.duration or (datetime.now() - t.datetime_start if t.datetime_start else None)
+    return f"{took.total_seconds() / 60:.1f}" if took else ""
 
 
 def _eta(attrs: dict) -> str:

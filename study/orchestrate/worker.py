@@ -145,8 +145,7 @@ def worker_loop(job: Job) -> int:
 
 def objective(job: Job, spec: StudySpec, release: Callable, hold: Callable, trial: optuna.Trial) -> float:
     release()  # the trial is taken: other workers may take theirs
-    if os.environ.get("STUDY_TEST_KILL_AT") == "after-take":  # fault injection for the tests: a kill -9 right here
-        os.kill(os.getpid(), signal.SIGKILL)
+    _kill_point("after-take")
     slot = slot_of(trial, spec, job.seeds)
     rdir = run_dir(Path(job.state), job.study, job.budget, job.identity, slot.key, slot.seed)
     if not hold(file_lock(rdir / ".lock", wait=False)):  # another live process here runs this very cell
@@ -171,6 +170,7 @@ def _run_tracked(job: Job, spec: StudySpec, trial: optuna.Trial, slot, rdir: Pat
             "study.cell_key": slot.cell.key, "study.is_default": str(slot.cell.is_default).lower(),
             "study.seed": str(slot.seed), "optuna.trial_number": str(trial.number), "study.run_dir": str(rdir)}
     run = TrialRun(job.tracking_uri, job.experiment_id, job.parent_run_id, tags, cfg.flat(), run_id=known_run)
+    _kill_point("after-mlflow-run")
     write_text(id_file, run.run_id)
     trial.set_user_attr("mlflow_run_id", run.run_id)
     what = "random init" if slot.role == "baseline" else f"cell {slot.cell.label}, seed {slot.seed}"
@@ -209,6 +209,12 @@ def _summarize(job: Job, spec: StudySpec, study: optuna.Study, trial: optuna.tri
 
     if trial.state == TrialState.COMPLETE:
         update_study_summary(job.parent_run_id, job.tracking_uri, job.experiment_id, spec.primary_metric, spec.direction)
+
+
+def _kill_point(where: str) -> None:
+    """Fault injection for the tests: STUDY_TEST_KILL_AT=<where> kills this worker there, as kill -9 would."""
+    if os.environ.get("STUDY_TEST_KILL_AT") == where:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _record_failure(trial: optuna.Trial, run, rdir: Path, e: Exception, what: str, took: str, expected: bool) -> None:
