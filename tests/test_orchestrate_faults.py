@@ -18,6 +18,7 @@ import pytest
 from tests.orchestrate_helpers import REPO, calls, env_for, make_experiments, run_fake
 
 CELLS = {(m, s) for m in (0.5, 0.75, 0.9) for s in (0, 1)}
+EVAL_S = 0.6  # the fake trial's evaluation in the fault-injection test
 
 
 def _optuna(tmp: Path):
@@ -172,8 +173,10 @@ def _kill_at(rng: random.Random, phase: str, log: Path, seen: int, proc: subproc
                 break
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 0.3))
-    new = log.read_text().splitlines()[seen:] if log.exists() else []
-    return new[-1].split()[0] if new else "start-up"
+    now, new = time.time(), [line.split() for line in (log.read_text().splitlines()[seen:] if log.exists() else [])]
+    if any(phase == "eval" and now - float(t) < EVAL_S for phase, _, t in new):  # a worker is inside an evaluation
+        return "eval"
+    return "train" if new else "start-up"
 
 
 @pytest.mark.slow
@@ -182,7 +185,7 @@ def test_ten_kill9_at_random_moments_then_one_run_finishes_every_cell_exactly_on
     evaluation; then one `study run` to completion."""
     make_experiments(tmp_path)
     rng, log = random.Random(15), tmp_path / "state" / "phases.log"
-    env = env_for(tmp_path, FAKE_STEPS="6", FAKE_STEP_S="0.15", FAKE_EVAL_S="0.6")
+    env = env_for(tmp_path, FAKE_STEPS="6", FAKE_STEP_S="0.15", FAKE_EVAL_S=str(EVAL_S))
     hit = []
     for phase in ["start-up", "train", "eval"] * 3 + [rng.choice(["start-up", "train", "eval"])]:
         seen = len(log.read_text().splitlines()) if log.exists() else 0
