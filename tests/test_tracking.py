@@ -7,6 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
