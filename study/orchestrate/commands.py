@@ -18,8 +18,9 @@ from optuna.trial import TrialState
 
 from study.config import RunConfig, default_budget, parse_set, state_dir
 from study.errors import UserError
-from study.orchestrate.queue import Slot, planned_slots
-from study.orchestrate.storage import check_storage_url, default_storage_url
+from study.orchestrate.queue import Slot, planned_slots, reconcile
+from study.orchestrate.storage import (check_storage_url, create_sqlite, default_storage_url, file_lock, no_live_worker,
+                                       open_storage, study_lock)
 from study.studies import StudySpec, load_study
 
 ROOT_KEYS = {"davis": "eval.davis_root", "jhmdb": "eval.jhmdb_root", "vip": "eval.vip_root"}
@@ -142,8 +143,6 @@ def _open(job, spec: StudySpec, retry_failed: bool):
     import optuna
 
     from study import tracking
-    from study.orchestrate.queue import reconcile
-    from study.orchestrate.storage import create_sqlite, file_lock, no_live_worker, open_storage, study_lock
     from study.orchestrate.worker import make_pruner, make_sampler
 
     state, uri = Path(job.state), job.tracking_uri
@@ -173,9 +172,6 @@ def _open(job, spec: StudySpec, retry_failed: bool):
 
 def _left(job, spec: StudySpec, st, study) -> bool:
     """After our workers ended: resume what died meanwhile; True while a run is queued or running elsewhere."""
-    from study.orchestrate.queue import reconcile
-    from study.orchestrate.storage import no_live_worker, study_lock
-
     with study_lock(st, job.name, Path(job.state)):
         reconcile(study, spec, job.seeds, False, no_live_worker(st, Path(job.state), job.name))
     return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))

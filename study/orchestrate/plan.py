@@ -14,10 +14,9 @@ from study.studies import StudySpec, canonical_overrides, stored_name
 # Training pairs/s at each budget, measured on this 2-core machine (ViT-S/16 + cross-self decoder 512/8/16, bf16,
 # for paper; the mini model at 64 px for cpu; a smoke study run for smoke). Used only for --dry-run's estimate.
 MEASURED_PAIRS_PER_S = {"smoke": 120.0, "cpu": 190.0, "paper": 4.9}
-# Seconds of one evaluation on one dataset, the budget's model untrained, measured with `trial.evaluate_all` on this
-# 2-core machine while other jobs shared it (2026-11-26): smoke 1.1 s, cpu 30 s (the generated DAVIS set); paper: one
-# generated sequence of 24 frames at short side 480 with ViT-S/16 took 157 s (6.5 s a frame), scaled to DAVIS-2017
-# val's 1,999 frames. Used for --dry-run's estimate and a running trial's ETA.
+# Seconds of one evaluation on one dataset (untrained model, `trial.evaluate_all`, this 2-core machine shared with other
+# jobs, 2026-11-26): smoke 1.1 s, cpu 30 s (generated DAVIS set); paper: 24 generated frames at short side 480 with
+# ViT-S/16 took 157 s (6.5 s a frame), scaled to DAVIS-2017 val's 1,999 frames. For --dry-run and the ETA.
 MEASURED_EVAL_S = {"smoke": 1.1, "cpu": 30.0, "paper": 13000.0}
 
 

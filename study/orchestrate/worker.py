@@ -68,8 +68,7 @@ class Job:
 
 
 class Hooks:
-    """TrialHooks for study.trial: metrics and artifacts to the MLflow run, intermediate values and progress to
-    Optuna, and how the training progress line looks."""
+    """TrialHooks: metrics, artifacts to the MLflow run; intermediate values, progress to Optuna; the progress line."""
 
     def __init__(self, run, trial: optuna.Trial, pruning: bool, epochs: float, eval_s: float, progress: dict):
         self.run, self.trial, self.pruning, self.pruned = run, trial, pruning, False
@@ -139,7 +138,7 @@ def worker_loop(job: Job) -> int:
                         or any(reconcile(study, spec, job.seeds, retry_failed=False).values())):
                     return done
                 study.optimize(functools.partial(objective, job, spec, take.close, held.enter_context), n_trials=1,
-                               catch=(Exception,), callbacks=[functools.partial(_summarize, job, spec)])
+                               catch=(Exception,))
             done += 1
 
 
@@ -159,6 +158,7 @@ def objective(job: Job, spec: StudySpec, release: Callable, hold: Callable, tria
 def _run_tracked(job: Job, spec: StudySpec, trial: optuna.Trial, slot, rdir: Path) -> float:
     from study.orchestrate.plan import MEASURED_EVAL_S
     from study.tracking import TrialRun, find_run
+    from study.tracking_summary import update_study_summary  # from the finished MLflow runs, this one included
     from study.trial import TrialFailed
 
     cfg = slot.config(spec, job.budget, job.overrides or [])
@@ -197,18 +197,11 @@ def _run_tracked(job: Job, spec: StudySpec, trial: optuna.Trial, slot, rdir: Pat
     run.flush()
     trial.set_user_attr("tracking_s", run.tracking_seconds)
     run.end("FINISHED")
+    update_study_summary(job.parent_run_id, job.tracking_uri, job.experiment_id, spec.primary_metric, spec.direction)
     value = metrics[spec.primary_metric]
     print(f"[trial {trial.number}] {what}: {spec.primary_metric} = {value:.2f} in "
           f"{time.monotonic() - started:.0f}s", flush=True)
     return value
-
-
-def _summarize(job: Job, spec: StudySpec, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """After Optuna recorded a completed trial: the per-cell summary on the MLflow parent run."""
-    from study.tracking_summary import update_study_summary
-
-    if trial.state == TrialState.COMPLETE:
-        update_study_summary(job.parent_run_id, job.tracking_uri, job.experiment_id, spec.primary_metric, spec.direction)
 
 
 def _kill_point(where: str) -> None:
