@@ -51,9 +51,10 @@ def reports_dir() -> Path:
     return Path.cwd() / "reports"
 
 
-def command_line(name: str, budget: str | None, tracking_uri: str | None, out: str | None) -> str:
+def command_line(name: str, budget: str | None, tracking_uri: str | None, out: str | None,
+                 overrides: list[str] = ()) -> str:
     """The `study report` command that makes this report again."""
-    args = ["study", "report", name]
+    args = ["study", "report", name] + [a for s in overrides for a in ("--set", s)]
     for flag, value in (("--budget", budget), ("--tracking-uri", tracking_uri), ("--out", out)):
         if value:
             args += [flag, value]
@@ -61,26 +62,29 @@ def command_line(name: str, budget: str | None, tracking_uri: str | None, out: s
 
 
 def report_command(name: str, budget: str | None = None, tracking_uri: str | None = None,
-                   out: str | None = None) -> Path:
+                   out: str | None = None, overrides: list[str] | None = None) -> Path:
     """Write the report for one study (or every finished study for name == 'table2'); returns the report folder."""
     from study import tracking
 
     out_dir = Path(out) if out else reports_dir() / name
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file; give a folder (default: ./reports/{name}/)")
-    command = command_line(name, budget, tracking_uri, out)
+    from study.studies import canonical_overrides  # a study run with --set values is another study
+
+    sets = canonical_overrides(overrides or [])
+    command = command_line(name, budget, tracking_uri, out, sets)
     if name == "table2":
         from analysis.table2 import table2_files
 
         files = table2_files(budget, tracking_uri, command)
     else:
         spec = load_study(name)
-        records = tracking.fetch_study_runs(name, budget, tracking_uri)
+        records = tracking.fetch_study_runs(name, budget, tracking_uri, sets)
         if not has_finished(records):
             b = f" [{budget}]" if budget else ""
             flag = f" --budget {budget}" if budget else ""
             raise UserError(f"no finished runs for study {name}{b}; run `study run {name}{flag}` first")
-        parent = tracking.fetch_parent_run(name, budget_of(records), tracking_uri)
+        parent = tracking.fetch_parent_run(name, budget_of(records), tracking_uri, sets)
         files = study_files(spec, records, parent, command)
     write_files(out_dir, files)
     print(f"report: {out_dir / 'report.md'}")

@@ -49,6 +49,7 @@ SetOpt = opt(None, "override a config key (repeatable): --set model.mask_ratio=0
 BudgetOpt = opt(None, "smoke | cpu | paper (default: cpu without a GPU)", "BUDGET")
 StorageOpt = opt(None, "Optuna storage URL (default: sqlite in .study/)", "URL")
 TrackingOpt = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in .study/)", "URI")
+StudySetOpt = opt(None, "the --set values the study was run with (repeatable)", "KEY=VALUE", "--set")
 
 
 def _version(value: bool) -> None:
@@ -319,7 +320,7 @@ def list_studies() -> None:
     \b
     Example: study list
     """
-    from study.orchestrate import list_command
+    from study.catalog import list_command
 
     list_command()
 
@@ -331,7 +332,7 @@ def show(name: str = name_arg()) -> None:
     \b
     Example: study show mask_ratio
     """
-    from study.orchestrate import show_command
+    from study.catalog import show_command
 
     show_command(name)
 
@@ -343,7 +344,9 @@ def run(name: str = name_arg(), budget: Optional[str] = BudgetOpt,
         storage: Optional[str] = StorageOpt, tracking_uri: Optional[str] = TrackingOpt,
         dry_run: bool = flag("print the cells, their configs and cost; run nothing", "--dry-run"),
         retry_failed: bool = flag("run failed cells again", "--retry-failed"),
-        set_: Optional[list[str]] = SetOpt,
+        set_: Optional[list[str]] = opt(None, "override a config key that is not an axis of the study (repeatable); "
+                                        "a study run with --set values is another study, named with them: "
+                                        "mask_ratio [cpu] train.blr=0.01", "KEY=VALUE", "--set"),
         launcher: str = opt("local", "local: workers on this machine; slurm: one SLURM array job of --workers tasks, "
                             "submitted through submitit (the command returns)", "local|slurm"),
         procs_per_worker: int = opt(1, "training processes per trial (DDP under torchrun; gloo on CPUs)", "P"),
@@ -357,7 +360,8 @@ def run(name: str = name_arg(), budget: Optional[str] = BudgetOpt,
                                              "cpus_per_task=10, mem=64G", "KEY=VALUE", "--slurm-set"),
         shared_state: Optional[str] = opt(None, "a state folder every node mounts (run folders, checkpoints; with "
                                           "SQLite stores, the stores too)", "DIR")) -> None:
-    """Run every cell of a study (Optuna schedules, MLflow tracks); run again to resume.
+    """Run every cell of a study (Optuna schedules, MLflow tracks); run again to resume. Exit 1 when runs failed or
+    did not finish (the line says which, and how to retry or resume them).
 
     \b
     Example: study run mask_ratio --budget smoke --workers 2
@@ -374,15 +378,16 @@ def run(name: str = name_arg(), budget: Optional[str] = BudgetOpt,
 
 
 @app.command("status")
-def status(name: str = name_arg(), budget: Optional[str] = BudgetOpt, storage: Optional[str] = StorageOpt) -> None:
-    """Per cell: done / running / failed / waiting, best so far, ETA.
+def status(name: str = name_arg(), budget: Optional[str] = BudgetOpt, storage: Optional[str] = StorageOpt,
+           set_: Optional[list[str]] = StudySetOpt) -> None:
+    """Per cell: done / running (minutes so far, ETA) / failed / waiting, best so far.
 
     \b
     Example: study status mask_ratio
     """
     from study.orchestrate import status_command
 
-    status_command(name, budget=budget, storage=storage)
+    status_command(name, budget=budget, storage=storage, overrides=set_ or [])
 
 
 @app.command("ui")
@@ -430,7 +435,8 @@ def report(name: str = name_arg("a study name, or 'table2' for every finished st
            budget: Optional[str] = opt(None, "the budget whose runs to report (default: the latest)", "BUDGET"),
            tracking_uri: Optional[str] = TrackingOpt,
            out: Optional[str] = opt(None, "report folder (default: ./reports/<name>/ in the working directory)",
-                                   "DIR")) -> None:
+                                   "DIR"),
+           set_: Optional[list[str]] = StudySetOpt) -> None:
     """Table 2-style report: report.md, table.csv, table.tex, table.html and plots (other files there are kept).
 
     \b
@@ -438,7 +444,7 @@ def report(name: str = name_arg("a study name, or 'table2' for every finished st
     """
     from analysis.report import report_command
 
-    report_command(name, budget=budget, tracking_uri=tracking_uri, out=out)
+    report_command(name, budget=budget, tracking_uri=tracking_uri, out=out, overrides=set_ or [])
 
 
 def main(argv: list[str] | None = None) -> None:

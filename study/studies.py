@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study.config import BUDGETS, RunConfig, apply_overrides, experiments_dir, flatten, read_toml
+from study.config import BUDGETS, RunConfig, apply_overrides, experiments_dir, flatten, parse_set, read_toml
 from study.errors import UserError
 from study.metrics import ALL_METRICS, METRICS
+
+NAME = re.compile(r"[A-Za-z0-9_-]+")  # a study name is a file name in experiments/studies/, never a path
+# A study run's name in both stores (the Optuna study and the MLflow experiment): "mask_ratio [cpu]", then its --set
+# values when it has any ("mask_ratio [cpu] train.blr=0.01"), so two configs never mix under one name.
+STORED_NAME = re.compile(r"^(?P<study>[A-Za-z0-9_-]+) \[(?P<budget>[^\]]+)\](?: (?P<overrides>.+))?$")
 
 TOP_KEYS = {"title", "question", "table", "primary_metric", "direction", "seeds", "evaluations", "base", "budgets", "axes",
             "default", "variants", "search", "pruning", "notes"}
@@ -108,6 +115,24 @@ def _axis_label(key: str, value: Any, n_axes: int) -> str:
     return shown if n_axes == 1 else f"{key.rsplit('.', 1)[-1]}={shown}"
 
 
+def stored_name(study: str, budget: str, overrides: Sequence[str] = ()) -> str:
+    """`overrides` as `canonical_overrides` gives them."""
+    return " ".join([f"{study} [{budget}]", *overrides])
+
+
+def parse_stored_name(name: str) -> tuple[str, str, str] | None:
+    """-> (study, budget, the --set values as one string, "" when none), or None for a name that is not ours."""
+    m = STORED_NAME.match(name)
+    return (m["study"], m["budget"], m["overrides"] or "") if m else None
+
+
+def canonical_overrides(items: Sequence[str]) -> list[str]:
+    """--set flags as the study's identity: "key=value" sorted by key, the last of a repeated key, values written one
+    way (1e-2 and 0.01 are the same study)."""
+    return [f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
+            for k, v in sorted(parse_set(list(items)).items())]
+
+
 def studies_dir() -> Path:
     return experiments_dir() / "studies"
 
@@ -118,6 +143,9 @@ def study_names() -> list[str]:
 
 def load_study(name: str) -> StudySpec:
     """Read and check experiments/studies/<name>.toml; any problem -> one-line UserError."""
+    if not NAME.fullmatch(name):
+        raise UserError(f"study name {name!r}: use letters, digits, '_' and '-' only (the name of a file "
+                        f"experiments/studies/NAME.toml), e.g. mask_ratio")
     path = studies_dir() / f"{name}.toml"
     if not path.is_file():
         known = ", ".join(study_names()) or "none"
@@ -192,17 +220,7 @@ def _table(raw: dict, key: str, where: str) -> dict[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, dict):
         raise UserError(f"{where}: [{key}] must be a table of run-config keys")
-    return flatten(value) if key != "axes" else _flatten_axes(value)
-
-
-def _flatten_axes(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten_axes(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    return flatten(value)
 
 
 def _parse_search(spec: StudySpec, search: Any, where: str) -> None:

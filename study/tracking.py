@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,14 @@ from mlflow.tracking import MlflowClient
 
 from study.config import state_dir as config_state_dir
 from study.provenance import command_line, git_commit, package_versions, redact_url
+from study.studies import parse_stored_name, stored_name
 
-FLUSH_EVERY_S = 10.0  # metrics are buffered and sent in one log_batch call at most this often (and at the end)
+# metrics are buffered and sent in one log_batch call at most this often (and at the end): a kill -9 loses at most
+# this many seconds of them; one batch costs a few ms, well inside the 2% tracking budget
+FLUSH_EVERY_S = 3.0
 FINAL_METRICS_EXTRA = ("train.final_loss", "train.steps", "train.wall_s", "eval.wall_s")
 # MLflow 3.17's UI opens an experiment in its GenAI layout (traces, assistant) unless it is of this kind.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-_EXPERIMENT_NAME = re.compile(r"^(?P<study>.+) \[(?P<budget>[^\]]+)\]$")
 _NOISY = ("mlflow.system_metrics", "mlflow.store.db.utils", "alembic")  # INFO lines per run / new store otherwise
 
 
@@ -44,10 +45,6 @@ def resolve_tracking_uri(tracking_uri: str | None, state: Path) -> str:
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(state)
 
 
-def experiment_name(study: str, budget: str) -> str:
-    return f"{study} [{budget}]"
-
-
 def mlflow_client(tracking_uri: str) -> MlflowClient:
     for name in _NOISY:  # here, not at import: importing a module changes no logging
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -56,10 +53,11 @@ def mlflow_client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
-def ensure_experiment(study: str, budget: str, tracking_uri: str, artifact_root: Path | None) -> str:
+def ensure_experiment(study: str, budget: str, tracking_uri: str, artifact_root: Path | None,
+                      overrides: list[str] = ()) -> str:
     """Create the study's experiment once (before any worker starts; creation races otherwise). Returns its id."""
     client = mlflow_client(tracking_uri)
-    name = experiment_name(study, budget)
+    name = stored_name(study, budget, overrides)
     found = client.get_experiment_by_name(name)
     if found is None:
         location = (artifact_root / name.replace(" ", "_").replace("[", "").replace("]", "")).as_uri() if artifact_root else None
@@ -76,7 +74,8 @@ def start_parent_run(experiment_id: str, tracking_uri: str, tags: dict[str, str]
                      storage: str | None = None) -> str:
     """The study's parent run, named like its experiment, with the provenance a report cites as `study.*` tags."""
     client = mlflow_client(tracking_uri)
-    name = experiment_name(tags["study.name"], tags["study.budget"]) if "study.budget" in tags else tags.get("study.name")
+    sets = json.loads(tags.get("study.overrides", "[]"))
+    name = stored_name(tags["study.name"], tags["study.budget"], sets) if "study.budget" in tags else tags.get("study.name")
     provenance = {"study.command": command_line(), "study.git_commit": git_commit(),
                   "study.versions": json.dumps(package_versions()),
                   "study.state_dir": str(Path(state).resolve() if state is not None else state_dir())}
@@ -120,6 +119,12 @@ def _get_run(client: MlflowClient, run_id: str):
         return client.get_run(run_id)
     except MlflowException:
         return None
+
+
+def find_run(tracking_uri: str, experiment_id: str, tag: str, value: str) -> str | None:
+    """The newest run of the experiment whose tag `tag` is `value` (a trial's run made just before a kill)."""
+    runs = search_runs(mlflow_client(tracking_uri), experiment_id, f"tags.`{tag}` = '{value}'", max_results=1)
+    return runs[0].info.run_id if runs else None
 
 
 def run_status(run_id: str, tracking_uri: str) -> str | None:
@@ -199,12 +204,15 @@ def _param_str(v: Any) -> str:
 
 
 # ---------------------------------------------------------------- reading back (analysis, status)
-def study_experiments(client: MlflowClient, study: str | None = None) -> list[tuple[str, str, Any]]:
+def study_experiments(client: MlflowClient, study: str | None = None,
+                      overrides: str | None = None) -> list[tuple[str, str, Any]]:
+    """(study, budget, experiment) of the studies; `overrides`: only those run with exactly these --set values
+    ("": none; None: any)."""
     out = []
     for exp in client.search_experiments(max_results=1000):
-        m = _EXPERIMENT_NAME.match(exp.name)
-        if m and (study is None or m["study"] == study):
-            out.append((m["study"], m["budget"], exp))
+        parsed = parse_stored_name(exp.name)
+        if parsed and (study is None or parsed[0] == study) and overrides in (None, parsed[2]):
+            out.append((parsed[0], parsed[1], exp))
     return out
 
 
@@ -219,11 +227,14 @@ def search_runs(client: MlflowClient, experiment_id: str, filter_string: str, ma
             return runs
 
 
-def fetch_study_runs(study: str, budget: str | None = None, tracking_uri: str | None = None) -> list[dict]:
-    """One plain dict per trial or baseline run of the study at `budget` (None: the budget with the latest runs)."""
+def fetch_study_runs(study: str, budget: str | None = None, tracking_uri: str | None = None,
+                     overrides: list[str] = ()) -> list[dict]:
+    """One plain dict per trial or baseline run of the study at `budget` (None: the budget with the latest runs), run
+    with these --set values (as `studies.canonical_overrides` gives them; none by default)."""
     uri = resolve_tracking_uri(tracking_uri, state_dir())
     client = mlflow_client(uri)
-    candidates = [(b, exp) for _, b, exp in study_experiments(client, study) if budget is None or b == budget]
+    candidates = [(b, exp) for _, b, exp in study_experiments(client, study, " ".join(overrides))
+                  if budget is None or b == budget]
     chosen, latest = None, -1
     for b, exp in candidates:
         runs = search_runs(client, exp.experiment_id, "tags.`study.role` != 'parent'", max_results=1)
@@ -236,10 +247,11 @@ def fetch_study_runs(study: str, budget: str | None = None, tracking_uri: str | 
     return [_run_dict(client, r) for r in runs if r.data.tags.get("study.role") in ("trial", "baseline")]
 
 
-def fetch_parent_run(study: str, budget: str, tracking_uri: str | None = None) -> dict | None:
+def fetch_parent_run(study: str, budget: str, tracking_uri: str | None = None,
+                     overrides: list[str] = ()) -> dict | None:
     """The study's parent run as a plain dict (tags: provenance, best cell; metrics: the summary), newest first."""
     client = mlflow_client(resolve_tracking_uri(tracking_uri, state_dir()))
-    for _, b, exp in study_experiments(client, study):
+    for _, b, exp in study_experiments(client, study, " ".join(overrides)):
         if b == budget:
             runs = search_runs(client, exp.experiment_id, "tags.`study.role` = 'parent'")
             if runs:
@@ -275,7 +287,7 @@ def studies_with_runs(tracking_uri: str | None = None) -> list[tuple[str, str]]:
     """(study, budget) pairs with at least one FINISHED trial."""
     client = mlflow_client(resolve_tracking_uri(tracking_uri, state_dir()))
     out = []
-    for study, budget, exp in study_experiments(client):
+    for study, budget, exp in study_experiments(client, overrides=""):  # Table 2: the studies as their files say
         if search_runs(client, exp.experiment_id, "tags.`study.role` = 'trial' and attributes.status = 'FINISHED'", 1):
             out.append((study, budget))
     return sorted(out)

@@ -16,6 +16,8 @@ from study.errors import UserError
 
 
 class TrialHooks(Protocol):
+    """May also carry `progress`: the options of the training progress line (label, rich), as `train` takes them."""
+
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
     def report_intermediate(self, value: float, step: int) -> bool: ...
@@ -75,7 +77,8 @@ def run_trial(cfg: RunConfig, run_dir: Path, hooks: TrialHooks) -> dict[str, flo
         if procs > 1:  # DDP: torchrun in a subprocess on this run folder; evaluation stays here (study/train/ddp.py)
             result = train_in_subprocess(cfg, run_dir, procs, on_metrics=hooks.log_metrics)
         else:
-            result = train(cfg, run_dir, resume=True, on_metrics=hooks.log_metrics, periodic=periodic, progress=False)
+            result = train(cfg, run_dir, resume=True, on_metrics=hooks.log_metrics, periodic=periodic,
+                           progress=getattr(hooks, "progress", False))
     except (UserError, NonFiniteLoss) as e:  # bad input found late, or a run that diverged: the study goes on
         raise TrialFailed(str(e)) from None
     if result.pruned:

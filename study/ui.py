@@ -151,9 +151,9 @@ def serve_dashboard(name: str, budget: str | None = None, storage: str | None = 
     from optuna_dashboard import wsgi
 
     from study.config import default_budget, state_dir
-    from study.orchestrate.storage import check_storage_url, default_storage_url, study_name
+    from study.orchestrate.storage import check_storage_url, default_storage_url
     from study.provenance import redact_url
-    from study.studies import load_study
+    from study.studies import load_study, stored_name
 
     spec = load_study(name)
     budget = budget or default_budget()
@@ -166,7 +166,7 @@ def serve_dashboard(name: str, budget: str | None = None, storage: str | None = 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rdb = optuna.storages.RDBStorage(url)
     try:
-        study_id = rdb.get_study_id_from_name(study_name(spec.name, budget))
+        study_id = rdb.get_study_id_from_name(stored_name(spec.name, budget))
     except KeyError:
         raise UserError(f"study {spec.name}: nothing at budget {budget} in {redact_url(url)}; "
                         f"start it with `study run {spec.name} --budget {budget}` or pass --budget") from None

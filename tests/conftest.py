@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
 
@@ -24,3 +25,24 @@ def shared_state_dir(tmp_path_factory):
         os.environ.pop("STUDY_STATE_DIR", None)
     else:
         os.environ["STUDY_STATE_DIR"] = old
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh database on the local PostgreSQL server (dropped afterwards). Without a server the test is skipped on a
+    developer machine; under CI=true (.ci/run starts the server) a missing server is a failure."""
+    import psycopg2
+
+    name = f"study_test_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg2.connect(dbname="postgres")
+    except psycopg2.OperationalError as e:
+        reason = f"no PostgreSQL server on the local socket ({str(e).strip().splitlines()[0]})"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"{reason}; CI=true needs one (.ci/run starts it)")
+        pytest.skip(f"{reason}; .ci/run starts one")
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    yield f"postgresql+psycopg2:///{name}"
+    admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.close()

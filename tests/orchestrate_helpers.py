@@ -47,8 +47,15 @@ def env_for(tmp: Path, **extra: str) -> dict[str, str]:
             "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_TRACKING_URI": "", **extra}
 
 
+def _phase(state: Path, phase: str) -> None:
+    """One line per step and per evaluation in state/phases.log: where the fault-injection test aims its kills."""
+    with open(state / "phases.log", "a") as f:
+        f.write(f"{phase} {os.getpid()} {time.time()}\n")
+
+
 def fake_trial(cfg, run_dir: Path, hooks) -> dict[str, float]:
-    """FAKE_STEPS steps of FAKE_STEP_S seconds, a checkpoint after each; J&F = 100 x mask_ratio + seed."""
+    """FAKE_STEPS steps of FAKE_STEP_S seconds, a checkpoint after each, then an evaluation of FAKE_EVAL_S seconds
+    (redone from the start when interrupted, as the real one); J&F = 100 x mask_ratio + seed."""
     state = run_dir.parents[2]
     steps, pause = int(os.environ.get("FAKE_STEPS", "3")), float(os.environ.get("FAKE_STEP_S", "0.01"))
     ckpt = run_dir / "ckpt.json"
@@ -67,6 +74,10 @@ def fake_trial(cfg, run_dir: Path, hooks) -> dict[str, float]:
         tmp = ckpt.with_suffix(".tmp")
         tmp.write_text(json.dumps({"step": step}))
         tmp.replace(ckpt)
+        _phase(state, "train")
+    if float(os.environ.get("FAKE_EVAL_S", "0")):
+        _phase(state, "eval")
+        time.sleep(float(os.environ["FAKE_EVAL_S"]))
     metrics = {"davis.jf_mean": 100 * cfg.model.mask_ratio + cfg.train.seed, "train.steps": float(steps),
                "train.resumed_from": float(start)}
     hooks.log_metrics(metrics, steps)
@@ -98,17 +109,18 @@ def calls(tmp: Path) -> list[dict]:
 
 
 def _main(argv: list[str]) -> None:
-    """argv: NAME [--workers N] [--retry-failed] [--storage URL] [--seeds K]"""
+    """argv: NAME [--workers N] [--retry-failed] [--storage URL] [--seeds K] [--set KEY=VALUE ...] [--dry-run]"""
     from study.errors import UserError
     from study.orchestrate import run_command
     from tests.orchestrate_helpers import fake_baseline, fake_trial  # by module name, not __main__, for the workers
 
     name, opts = argv[0], argv[1:]
     get = lambda flag, default=None: opts[opts.index(flag) + 1] if flag in opts else default  # noqa: E731
+    sets = [opts[i + 1] for i, o in enumerate(opts) if o == "--set"]
     try:
         run_command(name, budget="smoke", workers=int(get("--workers", 1)), storage=get("--storage"),
                     seeds=int(get("--seeds")) if get("--seeds") else None, retry_failed="--retry-failed" in opts,
-                    trial_fn=fake_trial, baseline_fn=fake_baseline)
+                    overrides=sets, dry_run="--dry-run" in opts, trial_fn=fake_trial, baseline_fn=fake_baseline)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -37,11 +37,11 @@ def runs(monkeypatch):
     store = Store()
     store.tags = tags = {}
 
-    def fetch(study, budget=None, tracking_uri=None):
+    def fetch(study, budget=None, tracking_uri=None, overrides=()):
         return next((recs for (s, b), recs in store.items() if s == study and budget in (None, b)), [])
 
     monkeypatch.setattr(tracking, "fetch_study_runs", fetch)
-    monkeypatch.setattr(tracking, "fetch_parent_run", lambda study, budget, tracking_uri=None:
+    monkeypatch.setattr(tracking, "fetch_parent_run", lambda study, budget, tracking_uri=None, overrides=():
                         {"tags": tags[study, budget]} if (study, budget) in tags else None)
     monkeypatch.setattr(tracking, "studies_with_runs", lambda tracking_uri=None: sorted(store))
     return store

@@ -24,9 +24,9 @@ def _client(tmp: Path):
     return MlflowClient(f"sqlite:///{tmp / 'state' / 'mlflow.db'}")
 
 
-def _runs(tmp: Path) -> list:
+def _runs(tmp: Path, sets: str) -> list:
     client = _client(tmp)
-    exp = client.get_experiment_by_name(f"{STUDY} [smoke]")
+    exp = client.get_experiment_by_name(f"{STUDY} [smoke] {sets}")  # a study run with --set values is named with them
     return client.search_runs([exp.experiment_id])
 
 
@@ -37,9 +37,9 @@ def _artifacts(client, run_id: str, path: str | None = None) -> set[str]:
     return out
 
 
-def _check_one_parent_with_children(tmp: Path) -> list:
+def _check_one_parent_with_children(tmp: Path, sets: str) -> list:
     """One FINISHED parent; every other run is its child; exactly one FINISHED run per cell. -> the children."""
-    runs = _runs(tmp)
+    runs = _runs(tmp, sets)
     parents = [r for r in runs if r.data.tags.get("study.role") == "parent"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = [r for r in runs if r is not parents[0]]
@@ -57,7 +57,7 @@ def test_a_real_smoke_study_runs_tracks_reports_end_to_end(tmp_path):
     assert "3 new, 0 to resume" in r.stdout and "3/3 done" in r.stdout, r.stdout
 
     client = _client(tmp_path)
-    children = _check_one_parent_with_children(tmp_path)
+    children = _check_one_parent_with_children(tmp_path, "train.epochs=4")
     for run in children:
         assert 0 <= run.data.metrics["davis.jf_mean"] <= 100
         assert {"davis.j_mean", "davis.f_mean", "eval.wall_s"} <= set(run.data.metrics)
@@ -73,7 +73,7 @@ def test_a_real_smoke_study_runs_tracks_reports_end_to_end(tmp_path):
         sheets = [a for a in artifacts if a.startswith("eval/davis/contact_") and a.endswith(".png")]
         assert sheets, f"no DAVIS contact sheet among the artifacts {sorted(artifacts)}"
 
-    r = study_cli(tmp_path, "status", STUDY, "--budget", "smoke")
+    r = study_cli(tmp_path, "status", STUDY, "--budget", "smoke", "--set", "train.epochs=4")
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("│")]
     assert len(rows) == 3 and all("│ done " in line for line in rows), r.stdout
@@ -82,13 +82,13 @@ def test_a_real_smoke_study_runs_tracks_reports_end_to_end(tmp_path):
 
     from study.tracking import fetch_study_runs
 
-    fetched = fetch_study_runs(STUDY, "smoke", f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}")
+    fetched = fetch_study_runs(STUDY, "smoke", f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}", ["train.epochs=4"])
     assert sorted((f["role"], f["cell"], f["status"]) for f in fetched) == [
         ("baseline", "random init", "FINISHED"), ("trial", "0.75", "FINISHED"), ("trial", "0.9", "FINISHED")]
     assert all(len(f["loss_history"]) >= 2 for f in fetched if f["role"] == "trial")
 
     out = tmp_path / "report"
-    r = study_cli(tmp_path, "report", STUDY, "--budget", "smoke", "--out", str(out))
+    r = study_cli(tmp_path, "report", STUDY, "--budget", "smoke", "--set", "train.epochs=4", "--out", str(out))
     assert r.returncode == 0, r.stderr
     md = (out / "report.md").read_text()
     values = {f["cell"]: f["metrics"]["davis.jf_mean"] for f in fetched}
@@ -110,15 +110,16 @@ def test_kill9_mid_training_then_run_again_resumes_from_the_checkpoint(tmp_path)
     assert proc.poll() is None, "the study ended before any trial wrote a checkpoint"
     os.killpg(proc.pid, signal.SIGKILL)  # the whole tree, mid-training
     proc.wait()
-    assert Counter(r.info.status for r in _runs(tmp_path) if r.data.tags["study.role"] == "trial") == {"RUNNING": 1}
-    r = study_cli(tmp_path, "status", STUDY, "--budget", "smoke")
+    sets = "train.checkpoint_every=2 train.epochs=10"
+    assert Counter(r.info.status for r in _runs(tmp_path, sets) if r.data.tags["study.role"] == "trial") == {"RUNNING": 1}
+    r = study_cli(tmp_path, "status", STUDY, "--budget", "smoke", *args[4:])
     states = Counter(line.split("│")[3].strip() for line in r.stdout.splitlines() if line.startswith("│"))
     assert states == {"done": 1, "interrupted": 1, "waiting": 1}, r.stdout  # the dead worker's cell is not "running"
 
     r = study_cli(tmp_path, "run", *args[1:])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "0 new, 1 to resume" in r.stdout and "3/3 done" in r.stdout, r.stdout
-    children = _check_one_parent_with_children(tmp_path)  # the resumed trial reused its MLflow run
+    children = _check_one_parent_with_children(tmp_path, sets)  # the resumed trial reused its MLflow run
     trials = [c for c in children if c.data.tags["study.role"] == "trial"]
     resumed = [c for c in trials if c.data.metrics["train.resumed_from"] > 0]
     assert len(resumed) == 1, [c.data.metrics for c in trials]
@@ -134,10 +135,12 @@ def test_a_nan_loss_fails_its_cell_with_the_reason_and_the_study_goes_on(tmp_pat
     make_experiments(tmp_path, {"nan": TWO_CELLS.replace('"model.mask_ratio" = [0.75, 0.9]', '"train.blr" = [1e12, 0.03]')
                                 .replace('"model.mask_ratio" = 0.9', '"train.blr" = 0.03')})
     r = study_cli(tmp_path, "run", "nan", "--budget", "smoke", "--set", "train.epochs=4")
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 1, r.stderr[-3000:]  # a training failure: recorded, the study went on, not bad input
     assert "2/3 done" in r.stdout, r.stdout
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: 1 of 3 runs failed ({1e12} seed 0)")
+    assert "Traceback" not in r.stderr  # the trial named its failure: one line, no traceback
     client = _client(tmp_path)
-    runs = client.search_runs([client.get_experiment_by_name("nan [smoke]").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("nan [smoke] train.epochs=4").experiment_id])
     by_cell = {r.data.tags["study.cell"]: r for r in runs if r.data.tags["study.role"] != "parent"}
     failed = by_cell[str(1e12)]  # queued before 0.03, which still ran
     assert failed.info.status == "FAILED"

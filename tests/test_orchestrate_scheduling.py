@@ -49,22 +49,37 @@ def test_four_workers_run_every_cell_exactly_once_and_track_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_failing_cell_does_not_stop_the_others_and_retry_failed_reruns_it(tmp_path):
+def test_a_failing_cell_keeps_its_cause_does_not_stop_the_others_and_retry_failed_reruns_it(tmp_path):
+    import optuna
+
     make_experiments(tmp_path)
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "fail-0.75").write_text("")
     r = run_fake(tmp_path, "tiny")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # not 0: the study is not done; not 2: no bad input
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: 2 of 7 runs failed (0.75 seed 0, 0.75 seed 1); their reasons are in `study status tiny --budget smoke`;"
+        " fix the cause, then `study run tiny --budget smoke --retry-failed`")
+    assert 'raise RuntimeError(f"boom at mask ratio' in r.stderr  # the traceback is logged, not only repr(e)
     runs = _runs(tmp_path)
     failed = [r for r in runs if r["status"] == "FAILED"]
     assert sorted((r["cell"], r["seed"]) for r in failed) == [("0.75", 0), ("0.75", 1)]
     assert failed[0]["failure"] == "RuntimeError('boom at mask ratio 0.75')"
+    saved = (Path(failed[0]["artifact_dir"]) / "failure.txt").read_text()  # the MLflow artifact
+    assert saved.startswith("Traceback") and "in fake_trial" in saved and saved.rstrip().endswith(
+        "RuntimeError: boom at mask ratio 0.75")
+    study = optuna.load_study(study_name="tiny [smoke]", storage=f"sqlite:///{tmp_path / 'state' / 'optuna.db'}")
+    fails = [t for t in study.trials if t.state.name == "FAIL"]
+    assert [t.user_attrs["failure"] for t in fails] == ["RuntimeError('boom at mask ratio 0.75')"] * 2
+    assert all("in fake_trial" in t.user_attrs["failure_traceback"] for t in fails)
     assert sum(r["status"] == "FINISHED" for r in runs) == 5
+    assert _mlflow_roles(tmp_path)[("parent", "FAILED")] == 1
     r = run_fake(tmp_path, "tiny")  # without --retry-failed nothing is rerun
-    assert "0 new, 0 to resume, 0 to retry" in r.stdout
+    assert "0 new, 0 to resume, 0 to retry" in r.stdout and r.returncode == 1
     (tmp_path / "state" / "fail-0.75").unlink()
     r = run_fake(tmp_path, "tiny", "--retry-failed")
     assert r.returncode == 0 and "2 to retry" in r.stdout, r.stdout + r.stderr
     runs = _runs(tmp_path)
     assert len(runs) == 7 and all(r["status"] == "FINISHED" for r in runs)
     assert sorted(r["metrics"]["davis.jf_mean"] for r in runs if r["cell"] == "0.75") == [75.0, 76.0]
+    assert _mlflow_roles(tmp_path)[("parent", "FINISHED")] == 1

@@ -4,14 +4,12 @@ the pictures, which stay pixel for pixel what the model made."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import torch
+from PIL import Image
 
-torch = pytest.importorskip("torch")
-from PIL import Image  # noqa: E402
-
-from study.config import load_config  # noqa: E402
-from study.model import build_model  # noqa: E402
-from study.train.recon import PANELS, reconstruct, save_reconstruction, to_uint8  # noqa: E402
+from study.config import load_config
+from study.model import build_model
+from study.train.recon import PANELS, reconstruct, save_reconstruction, to_uint8
 
 
 def _pictures(tmp_path, step):

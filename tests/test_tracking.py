@@ -7,14 +7,12 @@ import json
 import subprocess
 from pathlib import Path
 
+import mlflow
 import pytest
+from mlflow.tracking import MlflowClient
 
+from study import provenance, tracking, tracking_summary
 from tests.orchestrate_helpers import REPO, make_experiments, run_fake
-
-mlflow = pytest.importorskip("mlflow")
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from study import provenance, tracking, tracking_summary  # noqa: E402
 
 
 @pytest.fixture(scope="module")

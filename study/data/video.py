@@ -17,7 +17,7 @@ import numpy as np
 
 from study.errors import UserError
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 REAL_CLIP_NAMES = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 
 
@@ -87,7 +87,7 @@ def find_videos(root: str | Path) -> list[Path]:
     """Every video file under `root` (recursive), sorted so the order is the same on every machine."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise UserError(f"data.root = '{root}' is not a folder; point it at a folder of videos (mp4, avi, mkv, webm) "
+        raise UserError(f"data.root = '{root}' is not a folder; point it at a folder of videos (mp4, avi, mkv, webm, mov) "
                         "or leave it empty for the generated default set")
     videos = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
     if not videos:

@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
 
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from study.config import RunConfig, load_config, parse_set
+from study.config import RunConfig, load_config, parse_set, visible_patches
+from study.console import console, table
 from study.orchestrate.queue import Slot
-from study.studies import StudySpec
+from study.studies import StudySpec, canonical_overrides, stored_name
 
 # Training pairs/s at each budget, measured on this 2-core machine (ViT-S/16 + cross-self decoder 512/8/16, bf16,
 # for paper; the mini model at 64 px for cpu; a smoke study run for smoke). Used only for --dry-run's estimate.
 MEASURED_PAIRS_PER_S = {"smoke": 120.0, "cpu": 190.0, "paper": 4.9}
-
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".webm", ".mov"}
+# Seconds of one evaluation on one dataset (untrained model, `trial.evaluate_all`, this 2-core machine shared with other
+# jobs, 2026-11-26): smoke 1.1 s, cpu 30 s (generated DAVIS set); paper: 24 generated frames at short side 480 with
+# ViT-S/16 took 157 s (6.5 s a frame), scaled to DAVIS-2017 val's 1,999 frames. For --dry-run and the ETA.
+MEASURED_EVAL_S = {"smoke": 1.1, "cpu": 30.0, "paper": 13000.0}
 
 
 def pairs_per_trial(cfg: RunConfig) -> int:
-    """Effective epochs x videos: each effective epoch samples every video once (PAPER.md, MAE-ST's definition)."""
-    if cfg.data.root:
-        n = sum(1 for p in Path(cfg.data.root).rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
-    else:
-        n = cfg.data.synth_videos
-    return round(cfg.train.epochs * n)
+    """Effective epochs x videos: each effective epoch samples every video once (MAE-ST's definition)."""
+    from study.data.video import find_videos
+
+    return round(cfg.train.epochs * (len(find_videos(cfg.data.root)) if cfg.data.root else cfg.data.synth_videos))
+
+
+def evaluations(cfg: RunConfig, trained: bool) -> int:
+    """Evaluation passes of a run: the final one per dataset, plus the intermediate ones of eval.every_epochs."""
+    every = cfg.eval.every_epochs
+    middle = max(0, math.ceil(cfg.train.epochs / every) - 1) if trained and every > 0 else 0
+    return (1 + middle) * len(cfg.eval.datasets)
 
 
 def print_plan(spec: StudySpec, budget: str, configs: list[tuple[Slot, RunConfig]], overrides: list[str],
@@ -33,26 +39,29 @@ def print_plan(spec: StudySpec, budget: str, configs: list[tuple[Slot, RunConfig
     from study.model.flops import pair_flops
 
     base = load_config(budget, overrides=parse_set(overrides)).flat()
-    rate = MEASURED_PAIRS_PER_S[budget]
-    table = Table(title=escape(f"{spec.name} [{budget}]: {len(configs)} runs (dry run, nothing started)"))
-    for col in ("role", "cell", "seed", f"config vs {budget} base", "pairs", "train TFLOP", "est. minutes"):
-        table.add_column(col)
+    rate, eval_s = MEASURED_PAIRS_PER_S[budget], MEASURED_EVAL_S[budget]
+    sets = canonical_overrides(overrides)
+    out = table(escape(f"{stored_name(spec.name, budget, sets)}: {len(configs)} runs (dry run, nothing started)"),
+                ["role", "cell", "seed", f"config vs {budget} base", "visible patches"],
+                ["pairs", "train TFLOP", "est. minutes"])
     total_s = 0.0
     for slot, cfg in configs:
         diff = {k: v for k, v in cfg.flat().items() if base.get(k) != v and k != "train.seed"}
-        if slot.role == "baseline":
-            pairs, flop, minutes = 0, 0.0, ""
-        else:
-            pairs = pairs_per_trial(cfg)
-            flop = pair_flops(cfg)["forward_backward"] * pairs / 1e12
-            total_s += pairs / rate
-            minutes = f"{pairs / rate / 60:.1f}"
-        table.add_row(slot.role, slot.cell.label, str(slot.seed), ", ".join(f"{k}={v}" for k, v in diff.items()),
-                      str(pairs), f"{flop:.4f}", minutes)
-    con = Console()
-    con.print(table)
+        trained = slot.role != "baseline"
+        pairs = pairs_per_trial(cfg) if trained else 0
+        flop = pair_flops(cfg)["forward_backward"] * pairs / 1e12
+        seconds = pairs / rate + evaluations(cfg, trained) * eval_s
+        total_s += seconds
+        f1, f2 = visible_patches(cfg.model)  # f1 keeps every patch unless it is masked too
+        out.add_row(slot.role, escape(slot.cell.label), str(slot.seed), escape(", ".join(f"{k}={v}" for k, v in diff.items())),
+                    f"f1 {f1}, f2 {f2}" if cfg.model.mask_ratio_f1 > 0 else f"f2 {f2}", str(pairs), f"{flop:.4f}",
+                    f"{seconds / 60:.1f}")
+    con = console()
+    con.print(out)
+    con.print(escape(f"--set values (part of the study's name): {' '.join(sets)}" if sets else
+                     "--set values: none (the study as its file says)"))
     if spec.is_search:
         con.print(f"plus {spec.search_trials} TPE trials over {', '.join(p.key for p in spec.search)}")
-    con.print(f"training time at {rate} pairs/s (measured on this 2-core machine at the {budget} budget): "
-              f"{total_s / 60:.1f} min in all, {total_s / 60 / workers:.1f} min with {workers} worker(s); "
-              "evaluation time not included")
+    con.print(f"estimate: training at {rate} pairs/s and {eval_s:.0f} s per evaluation (measured on this 2-core machine "
+              f"at the {budget} budget): {total_s / 60:.1f} min in all, {total_s / 60 / workers:.1f} min with "
+              f"{workers} worker(s)")

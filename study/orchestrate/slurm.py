@@ -179,7 +179,7 @@ class SlurmWorker(submitit.helpers.Checkpointable if _HAS_SUBMITIT else object):
 
         from study import tracking
         from study.orchestrate.status import print_status
-        from study.orchestrate.storage import open_storage, study_name
+        from study.orchestrate.storage import open_storage
         from study.orchestrate.worker import worker_loop
         from study.studies import load_study
         from study.train.ddp import PROCS_ENV
@@ -189,7 +189,7 @@ class SlurmWorker(submitit.helpers.Checkpointable if _HAS_SUBMITIT else object):
         os.environ["STUDY_STATE_DIR"] = job.state
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         spec, storage = load_study(job.study), open_storage(job.storage)
-        study = optuna.load_study(study_name=study_name(job.study, job.budget), storage=storage)
+        study = optuna.load_study(study_name=job.name, storage=storage)
         task = _task_id()
         study.set_user_attr(TASK_ATTR + task, {"host": socket.gethostname(), "pid": os.getpid()})
         print(f"SLURM task {task} (worker {index}) on {socket.gethostname()}, pid {os.getpid()}", flush=True)
@@ -204,7 +204,7 @@ class SlurmWorker(submitit.helpers.Checkpointable if _HAS_SUBMITIT else object):
         except BaseException:  # requeue (submitit raises SystemExit from its signal handler), Ctrl-C, a lost database
             self._interrupt_own_trials(study, storage)
             raise
-        if print_status(spec, job.budget, storage, seeds=job.seeds):
+        if all(word in ("done", "pruned") for *_, word in print_status(spec, job.name, storage, seeds=job.seeds)):
             tracking.set_run_status(job.parent_run_id, "FINISHED", job.tracking_uri)
         return ran
 
@@ -218,10 +218,10 @@ class SlurmWorker(submitit.helpers.Checkpointable if _HAS_SUBMITIT else object):
 
     def _reconcile(self, spec, study, storage) -> None:
         from study.orchestrate.queue import reconcile
-        from study.orchestrate.storage import study_lock, study_name
+        from study.orchestrate.storage import study_lock
 
-        with study_lock(storage, study_name(self.job.study, self.job.budget), Path(self.job.state)):
-            reconcile(study, storage, spec, self.job.seeds, retry_failed=False)
+        with study_lock(storage, self.job.name, Path(self.job.state)):
+            reconcile(study, spec, self.job.seeds, retry_failed=False)
 
     def _interrupt_own_trials(self, study, storage) -> None:
         """This process's RUNNING trials -> interrupted (resumed by the next worker), their MLflow runs KILLED."""
@@ -229,13 +229,14 @@ class SlurmWorker(submitit.helpers.Checkpointable if _HAS_SUBMITIT else object):
 
         from study import tracking
 
-        host, pid = socket.gethostname(), os.getpid()
+        host, pid, study_id = socket.gethostname(), os.getpid(), storage.get_study_id_from_name(self.job.name)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get("host") != host or t.user_attrs.get("pid") != pid:
                 continue
-            try:
-                storage.set_trial_user_attr(t._trial_id, "interrupted", "SLURM task signalled")
-                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            try:  # Optuna's public storage API: the trial's id from its study and number
+                trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+                storage.set_trial_user_attr(trial_id, "interrupted", "SLURM task signalled")
+                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)  # FAIL, no `failure`: interrupted
                 if t.user_attrs.get("mlflow_run_id"):
                     tracking.set_run_status(t.user_attrs["mlflow_run_id"], "KILLED", self.job.tracking_uri)
             except Exception:  # the trial's heartbeat stops anyway: it is resumed after the grace period

@@ -1,19 +1,27 @@
-"""A worker: take a trial from the study's queue, run it under its MLflow run, tell Optuna, repeat until none is left.
+"""A worker: take a trial from the study's queue, run it under its MLflow run, repeat until nothing is left.
 
-`study run --workers N` starts N of these as `python -m study.orchestrate.worker '<job json>'`; with one worker it
-runs in the `study run` process itself. A worker on another machine is just another `study run` with the same
---storage and --tracking-uri.
+Each trial runs through `study.optimize(n_trials=1)`: Optuna takes it (`ask` pops a WAITING trial atomically),
+beats its heartbeat, fails stale trials of dead workers elsewhere, records COMPLETE / PRUNED / FAIL (Ctrl-C too).
+Kept here, as Optuna cannot do it for this product: the take under the study lock (`ask` makes a trial of its own
+when the queue empties between a look and a take, which a grid must never get); the run-folder lock (a cell never
+runs twice at once; a kill -9 here is seen at once); the worker lock (while a worker of the study lives, a taken
+trial without bookkeeping is not dead); the MLflow run, reopened on resume; a failure's reason and traceback.
+`study run --workers N` starts N of these as `python -m study.orchestrate.worker '<job json>'` (one runs in-process).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import json
+import logging
 import os
+import signal
 import socket
 import sys
-import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,12 +30,14 @@ import optuna
 from optuna.trial import TrialState
 
 from study.atomic import write_text
-from study.config import load_config, parse_set
-from study.orchestrate.queue import Slot, new_search_trial, pop_waiting, run_dir, slot_of, suggest_search
-from study.orchestrate.storage import HEARTBEAT_S, RunFolderLock, open_storage, study_lock, study_name
-from study.studies import Cell, StudySpec, load_study
+from study.errors import UserError
+from study.orchestrate.queue import BOOKKEEPING, reconcile, run_dir, search_has_room, slot_of
+from study.orchestrate.storage import file_lock, lock_path, open_storage, study_lock
+from study.studies import StudySpec, canonical_overrides, load_study, stored_name
 
-TrialFn = Callable  # (cfg, run_dir, hooks) -> metrics, as study.trial.run_trial / evaluate_random_init
+log = logging.getLogger(__name__)
+ETA_EVERY_S = 30.0  # a running trial's progress (for `study status`) is written to Optuna at most this often
+TRACEBACK_CHARS = 8000  # the tail kept in the trial's user attr (MySQL's TEXT holds 64 KB; the whole is in failure.txt)
 
 
 @dataclass
@@ -45,16 +55,37 @@ class Job:
     threads: int = 0
     trial_fn: str = "study.trial:run_trial"                    # "module:function"; tests swap in a fake trial
     baseline_fn: str = "study.trial:evaluate_random_init"
+    plain_progress: bool = False                               # several workers share one terminal: no rich bars
+
+    @property
+    def identity(self) -> list[str]:
+        """The --set values that make this study another study (see `studies.stored_name`)."""
+        return canonical_overrides(self.overrides or [])
+
+    @property
+    def name(self) -> str:
+        return stored_name(self.study, self.budget, self.identity)
 
 
 class Hooks:
-    """TrialHooks for study.trial: metrics and artifacts to the MLflow run, intermediate values to Optuna."""
+    """TrialHooks: metrics, artifacts to the MLflow run; intermediate values, progress to Optuna; the progress line."""
 
-    def __init__(self, run, trial: optuna.Trial, pruning: bool):
+    def __init__(self, run, trial: optuna.Trial, pruning: bool, epochs: float, eval_s: float, progress: dict):
         self.run, self.trial, self.pruning, self.pruned = run, trial, pruning, False
+        self.epochs, self.eval_s, self.progress = epochs, eval_s, progress
+        self._first: tuple[float, float] | None = None  # (epoch, time) when this session's training started
+        self._last_eta = 0.0
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         self.run.log_metrics(metrics, step)
+        now, epoch = time.time(), metrics.get("train.epoch")
+        if epoch is None:
+            return
+        self._first = self._first or (epoch, now)
+        if now - self._last_eta >= ETA_EVERY_S and epoch > self._first[0]:  # for `study status`: evaluation included
+            self._last_eta = now
+            left = (self.epochs - epoch) * (now - self._first[1]) / (epoch - self._first[0]) + self.eval_s
+            self.trial.set_user_attr("eta", {"at": now, "trained": round(epoch / self.epochs, 3), "left_s": round(left)})
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.run.log_artifact(path, artifact_path)
@@ -63,31 +94,6 @@ class Hooks:
         self.trial.report(value, step)
         self.pruned = self.pruning and self.trial.should_prune()
         return self.pruned
-
-
-class Heartbeat:
-    """Records the trial's heartbeat while it runs, so other machines can tell a dead worker (fail_stale_trials)."""
-
-    def __init__(self, storage, trial_id: int):
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(storage, trial_id), daemon=True)
-
-    def _beat(self, storage, trial_id: int) -> None:
-        while True:
-            try:
-                storage.record_heartbeat(trial_id)
-            except Exception:  # a busy database must not kill the trial; the next beat tries again
-                pass
-            if self._stop.wait(HEARTBEAT_S):
-                return
-
-    def __enter__(self) -> "Heartbeat":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
@@ -99,114 +105,123 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_warmup_steps=1) if spec.pruning else optuna.pruners.NopPruner()
 
 
-def resolve_fn(path: str) -> TrialFn:
+def resolve_fn(path: str) -> Callable:
+    """'module:function' -> the trial function: (cfg, run_dir, hooks) -> metrics, as study.trial.run_trial."""
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
-def fn_path(fn: TrialFn) -> str:
+def fn_path(fn: Callable) -> str:
     return f"{fn.__module__}:{fn.__qualname__}"
 
 
-def worker_loop(job: Job, trial_fn: TrialFn | None = None, baseline_fn: TrialFn | None = None) -> int:
-    """Run trials until the queue is empty; -> how many this worker ran. KeyboardInterrupt propagates (after the
-    current trial is marked interrupted, to be resumed by the next `study run`)."""
-    trial_fn, baseline_fn = trial_fn or resolve_fn(job.trial_fn), baseline_fn or resolve_fn(job.baseline_fn)
+def worker_loop(job: Job) -> int:
+    """Run trials until the queue is empty; -> how many this worker ran. KeyboardInterrupt propagates (Optuna has
+    marked the current trial FAIL without a reason: interrupted, resumed by the next `study run`)."""
     os.environ["STUDY_STATE_DIR"] = job.state  # trial.py, data caches and this worker agree on the state folder
-    if job.threads:
-        import torch
-
-        torch.set_num_threads(job.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = load_study(job.study)
-    storage = open_storage(job.storage)
-    name = study_name(job.study, job.budget)
-    study = optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(spec), pruner=make_pruner(spec))
-    study_id = storage.get_study_id_from_name(name)
+    if job.threads:  # torch reads it when first imported (by the trial: a worker need not import torch itself)
+        os.environ["OMP_NUM_THREADS"] = str(job.threads)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(job.threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is logged below, with its cell
+    spec, storage, state = load_study(job.study), open_storage(job.storage), Path(job.state)
+    study = optuna.load_study(study_name=job.name, storage=storage, sampler=make_sampler(spec), pruner=make_pruner(spec))
     done = 0
-    while True:
-        trial = pop_waiting(study, storage, study_id)
-        if trial is None and spec.is_search:
-            with study_lock(storage, name, Path(job.state)):
-                trial = new_search_trial(study, spec, job.seeds)
-        if trial is None:
-            return done
-        run_one(job, spec, study, storage, trial, trial_fn, baseline_fn)
-        done += 1
+    with file_lock(lock_path(state, job.name, "workers"), shared=True):
+        while True:
+            # the study lock until the objective starts (the take); the run-folder lock until Optuna has recorded the
+            # outcome: a RUNNING trial whose lock is free is a dead worker's
+            with contextlib.ExitStack() as held, contextlib.ExitStack() as take:
+                take.enter_context(study_lock(storage, job.name, state))
+                # a WAITING trial, a search point to draw, or a trial that died meanwhile to resume
+                if not (study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) or search_has_room(study, spec)
+                        or any(reconcile(study, spec, job.seeds, retry_failed=False).values())):
+                    return done
+                study.optimize(functools.partial(objective, job, spec, take.close, held.enter_context), n_trials=1,
+                               catch=(Exception,))
+            done += 1
 
 
-def run_one(job: Job, spec: StudySpec, study: optuna.Study, storage, trial: optuna.Trial, trial_fn: TrialFn,
-            baseline_fn: TrialFn) -> None:
-    slot = slot_of(trial, spec)
-    if spec.is_search and slot.role == "trial":
-        slot = Slot("trial", Cell(slot.cell.label, suggest_search(trial, spec)), slot.seed)
-    rdir = run_dir(Path(job.state), job.study, job.budget, slot.key, slot.seed)
-    lock = RunFolderLock(rdir)
-    if not lock.acquire():  # another live process here runs this very cell: never run it twice at once
+def objective(job: Job, spec: StudySpec, release: Callable, hold: Callable, trial: optuna.Trial) -> float:
+    release()  # the trial is taken: other workers may take theirs
+    _kill_point("after-take")
+    slot = slot_of(trial, spec, job.seeds)
+    rdir = run_dir(Path(job.state), job.study, job.budget, job.identity, slot.key, slot.seed)
+    if not hold(file_lock(rdir / ".lock", wait=False)):  # another live process here runs this very cell
         trial.set_user_attr("failure", f"run folder {rdir} is locked by another live process")
-        study.tell(trial, state=TrialState.FAIL)
-        return
-    try:
-        with Heartbeat(storage, trial._trial_id):
-            for k, v in {"host": socket.gethostname(), "pid": os.getpid(), "run_dir": str(rdir)}.items():
-                trial.set_user_attr(k, v)
-            _run_tracked(job, spec, study, trial, slot, rdir, trial_fn, baseline_fn)
-    finally:
-        lock.release()
+        raise RuntimeError(trial.user_attrs["failure"])
+    for k, v in zip(BOOKKEEPING, (socket.gethostname(), os.getpid(), str(rdir))):
+        trial.set_user_attr(k, v)
+    return _run_tracked(job, spec, trial, slot, rdir)
 
 
-def _run_tracked(job: Job, spec: StudySpec, study: optuna.Study, trial: optuna.Trial, slot: Slot, rdir: Path,
-                 trial_fn: TrialFn, baseline_fn: TrialFn) -> None:
-    from study.tracking import TrialRun
-    from study.tracking_summary import update_study_summary
+def _run_tracked(job: Job, spec: StudySpec, trial: optuna.Trial, slot, rdir: Path) -> float:
+    from study.orchestrate.plan import MEASURED_EVAL_S
+    from study.tracking import TrialRun, find_run
+    from study.tracking_summary import update_study_summary  # from the finished MLflow runs, this one included
     from study.trial import TrialFailed
 
-    cfg = load_config(job.budget, layers=spec.layers(slot.cell, slot.seed, job.budget),
-                      overrides=parse_set(job.overrides or []))
+    cfg = slot.config(spec, job.budget, job.overrides or [])
     cfg.tracking.state_dir = job.state
     id_file = rdir / "mlflow_run_id"
-    known_run = trial.user_attrs.get("mlflow_run_id") or (id_file.read_text().strip() if id_file.exists() else None)
+    known_run = (trial.user_attrs.get("mlflow_run_id") or (id_file.read_text().strip() if id_file.exists() else None)
+                 or find_run(job.tracking_uri, job.experiment_id, "study.run_dir", str(rdir)))  # killed before the file
     tags = {"study.name": job.study, "study.budget": job.budget, "study.role": slot.role, "study.cell": slot.cell.label,
             "study.cell_key": slot.cell.key, "study.is_default": str(slot.cell.is_default).lower(),
             "study.seed": str(slot.seed), "optuna.trial_number": str(trial.number), "study.run_dir": str(rdir)}
     run = TrialRun(job.tracking_uri, job.experiment_id, job.parent_run_id, tags, cfg.flat(), run_id=known_run)
+    _kill_point("after-mlflow-run")
     write_text(id_file, run.run_id)
     trial.set_user_attr("mlflow_run_id", run.run_id)
-    hooks = Hooks(run, trial, spec.pruning)
-    failure = None
     what = "random init" if slot.role == "baseline" else f"cell {slot.cell.label}, seed {slot.seed}"
+    progress = {"label": f"[trial {trial.number}] {slot.cell.label} s{slot.seed}"} | (
+        {"rich": False} if job.plain_progress else {})
+    hooks = Hooks(run, trial, spec.pruning, cfg.train.epochs, MEASURED_EVAL_S[job.budget], progress)
     started = time.monotonic()
     print(f"[trial {trial.number}] {what}: started", flush=True)
     try:
-        fn = baseline_fn if slot.role == "baseline" else trial_fn
-        metrics = fn(cfg, rdir, hooks)
+        metrics = resolve_fn(job.baseline_fn if slot.role == "baseline" else job.trial_fn)(cfg, rdir, hooks)
+        if not (hooks.pruned or metrics.get("pruned")) and spec.primary_metric not in metrics:
+            raise TrialFailed(f"the trial returned no {spec.primary_metric} "
+                              f"(it returned {', '.join(sorted(metrics)) or 'nothing'})")
     except KeyboardInterrupt:
         run.end("KILLED")  # stopped, not failed: the next `study run` resumes it and this run becomes RUNNING again
-        trial.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         raise
-    except TrialFailed as e:
-        failure = str(e)
-    except Exception as e:  # a bug in one cell must not stop the study: record it, go on
-        failure = repr(e)
-    if failure is None and (hooks.pruned or metrics.get("pruned")):
+    except Exception as e:  # a failure of one cell must not stop the study: record it with its cause, go on
+        _record_failure(trial, run, rdir, e, what, f"{time.monotonic() - started:.0f}s",
+                        expected=isinstance(e, (TrialFailed, UserError)))
+        raise
+    if hooks.pruned or metrics.get("pruned"):
         run.end("KILLED")
-        study.tell(trial, state=TrialState.PRUNED)
-        return
-    if failure is None and spec.primary_metric not in metrics:
-        failure = f"the trial returned no {spec.primary_metric} (it returned {', '.join(sorted(metrics)) or 'nothing'})"
-    took = f"{time.monotonic() - started:.0f}s"
-    if failure is not None:
-        print(f"[trial {trial.number}] {what}: FAILED after {took}: {failure}", flush=True)
-        trial.set_user_attr("failure", failure)
-        run.end("FAILED", failure=failure)
-        study.tell(trial, state=TrialState.FAIL)
-        return
+        raise optuna.TrialPruned()
     run.flush()
     trial.set_user_attr("tracking_s", run.tracking_seconds)
     run.end("FINISHED")
-    study.tell(trial, metrics[spec.primary_metric])
     update_study_summary(job.parent_run_id, job.tracking_uri, job.experiment_id, spec.primary_metric, spec.direction)
-    print(f"[trial {trial.number}] {what}: {spec.primary_metric} = {metrics[spec.primary_metric]:.2f} in {took}", flush=True)
+    value = metrics[spec.primary_metric]
+    print(f"[trial {trial.number}] {what}: {spec.primary_metric} = {value:.2f} in "
+          f"{time.monotonic() - started:.0f}s", flush=True)
+    return value
+
+
+def _kill_point(where: str) -> None:
+    """Fault injection for the tests: STUDY_TEST_KILL_AT=<where> kills this worker there, as kill -9 would."""
+    if os.environ.get("STUDY_TEST_KILL_AT") == where:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _record_failure(trial: optuna.Trial, run, rdir: Path, e: Exception, what: str, took: str, expected: bool) -> None:
+    """The reason in one line (Optuna attr `failure`, MLflow tag study.failure), the traceback in the log, the
+    Optuna attr `failure_traceback` (its tail) and the MLflow artifact failure.txt. A training failure the trial
+    names itself (a non-finite loss, unreadable data) needs no traceback in the log; a bug does."""
+    reason = str(e) if expected else repr(e)
+    tb = traceback.format_exc()
+    log.error("[trial %d] %s: FAILED after %s: %s", trial.number, what, took, reason, exc_info=not expected)
+    write_text(rdir / "failure.txt", tb)
+    trial.set_user_attr("failure", reason[:2000])
+    trial.set_user_attr("failure_traceback", tb[-TRACEBACK_CHARS:])
+    run.log_artifact(rdir / "failure.txt")
+    run.end("FAILED", failure=reason)
 
 
 def main(argv: list[str]) -> None:

@@ -104,9 +104,10 @@ def build_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.AdamW
 
 def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True, on_metrics: MetricsCallback | None = None,
           periodic: tuple[int, PeriodicCallback] | None = None, videos: list[Path] | None = None,
-          progress: bool = True) -> TrainResult:
+          progress: bool | dict = True) -> TrainResult:
     """Train SiamMAE as `cfg` says, in `run_dir` (checkpoints, recon.png). Resumes from run_dir's checkpoint when asked.
-    `periodic` = (every n optimizer steps, callback): intermediate evaluations; the callback returns True to stop."""
+    `periodic` = (every n optimizer steps, callback): intermediate evaluations; the callback returns True to stop.
+    `progress`: show the progress line (a dict: shown, with these TrainProgress options, e.g. a label)."""
     from study.train.data import build_training_data  # decord only where training runs
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -143,7 +144,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = True, on_metrics: Met
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     amp = autocast_dtype(cfg.train.precision, device)
     total = sched.total_steps
-    bar = TrainProgress(total, enabled=progress and rank == 0, start=step)
+    bar = TrainProgress(total, enabled=bool(progress) and rank == 0, start=step,
+                        **(progress if isinstance(progress, dict) else {}))
     t_start, t_window, pairs_window = time.perf_counter(), time.perf_counter(), 0
     result = TrainResult(model=model, steps=step, losses=losses, skipped_videos=data.skipped, resumed_from=resumed_from,
                          run_dir=run_dir)
