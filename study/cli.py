@@ -13,44 +13,15 @@ from typing import Optional
 
 import typer
 
-from study.config import ModelConfig
+from study.cli_bench import bench_app
+from study.cli_data import data_app
+from study.cli_options import (RECIPE, BudgetOpt, SetOpt, StorageOpt, StudySetOpt, TrackingOpt, flag, name_arg,
+                               opt)
 from study.errors import UserError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=True, rich_markup_mode=None)
-bench_app = typer.Typer(help="Benchmarks that print the figures the issues ask for.", no_args_is_help=True,
-                        rich_markup_mode=None)
-data_app = typer.Typer(help="Generate the embedded default data sets.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
-
-RECIPE = ModelConfig()  # the paper's recipe: model-info's and bench model's defaults (one source, study/config.py)
-
-
-def _study_names(incomplete: str) -> list[str]:
-    from study.studies import study_names
-
-    return [n for n in study_names() if n.startswith(incomplete)]
-
-
-def opt(default, help: str, metavar: str = "", *names: str, **kwargs):
-    """An option with its help and a metavar (flags: none), so help shows no Python types."""
-    return typer.Option(default, *names, help=help, metavar=metavar or None, **kwargs)
-
-
-def flag(help: str, *names: str):
-    return typer.Option(False, *names, help=help)
-
-
-def name_arg(help: str = "a study: a file in experiments/studies/ without .toml (see `study list`)"):
-    return typer.Argument(..., metavar="NAME", help=help, autocompletion=_study_names)
-
-
-SetOpt = opt(None, "override a config key (repeatable): --set model.mask_ratio=0.9", "KEY=VALUE", "--set")
-BudgetOpt = opt(None, "smoke | cpu | paper (default: cpu without a GPU)", "BUDGET")
-StorageOpt = opt(None, "Optuna storage URL (default: sqlite in .study/)", "URL")
-TrackingOpt = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in .study/)", "URI")
-StudySetOpt = opt(None, "the --set values the study was run with (repeatable)", "KEY=VALUE", "--set")
-
 
 def _version(value: bool) -> None:
     if value:
@@ -101,88 +72,7 @@ def model_info(preset: str = opt(RECIPE.preset, "ViT size: micro | mini | tiny |
                      mask_ratio=mask_ratio)
 
 
-@bench_app.command("model")
-def bench_model(batch: int = opt(8, "frame pairs per step", "N"), steps: int = opt(3, "timed steps", "N"),
-                preset: str = opt(RECIPE.preset, "ViT size", "NAME"), patch: int = opt(RECIPE.patch_size, "patch size", "PX"),
-                img: int = opt(RECIPE.img_size, "input size", "PX"), decoder: str = opt(RECIPE.decoder, "decoder", "NAME")) -> None:
-    """Matmul peaks (fp32, bf16) and forward+backward pairs/s and FLOP/s of a model, fp32 vs bf16 autocast.
-
-    \b
-    Example: study bench model --batch 4 --steps 2
-    """
-    from study.bench.model import bench_model as run
-
-    run(batch=batch, steps=steps, preset=preset, patch_size=patch, img_size=img, decoder=decoder)
-
-
 # ---------------------------------------------------------------- data
-@data_app.command("synth")
-def data_synth(out: str = opt(..., "folder to write mp4 files into", "DIR"), videos: int = opt(64, "videos", "N"),
-               frames: int = opt(40, "frames per video", "N"), size: int = opt(96, "frame size", "PX"),
-               seed: int = opt(0, "random seed", "N")) -> None:
-    """Generated training videos: textured objects moving over a moving textured background, as mp4.
-
-    \b
-    Example: study data synth --out videos/ --videos 8
-    """
-    from study.data.synth_videos import write_video_set
-
-    write_video_set(out, n_videos=videos, n_frames=frames, size=size, seed=seed)
-
-
-@data_app.command("synth-davis")
-def data_synth_davis(out: str = opt(..., "folder to write the DAVIS-2017 layout into", "DIR"),
-                     sequences: int = opt(4, "sequences", "N"), frames: int = opt(30, "frames per sequence", "N"),
-                     short_side: int = opt(480, "short side in pixels", "PX"),
-                     seed: int = opt(0, "random seed", "N")) -> None:
-    """Generated sequences in the DAVIS-2017 layout with exact palette-PNG masks.
-
-    \b
-    Example: study data synth-davis --out davis/ --sequences 2
-    """
-    from study.data.synth_eval import write_davis
-
-    write_davis(out, n_sequences=sequences, n_frames=frames, short_side=short_side, seed=seed)
-
-
-@data_app.command("synth-jhmdb")
-def data_synth_jhmdb(out: str = opt(..., "folder to write the JHMDB layout into", "DIR"),
-                     videos: int = opt(4, "videos", "N"), frames: int = opt(20, "frames per video", "N"),
-                     seed: int = opt(0, "random seed", "N")) -> None:
-    """Generated videos in the JHMDB layout (Rename_Images + joint_positions.mat).
-
-    \b
-    Example: study data synth-jhmdb --out jhmdb/
-    """
-    from study.data.synth_eval import write_jhmdb
-
-    write_jhmdb(out, n_videos=videos, n_frames=frames, seed=seed)
-
-
-@data_app.command("synth-vip")
-def data_synth_vip(out: str = opt(..., "folder to write the VIP layout into", "DIR"),
-                   videos: int = opt(4, "videos", "N"), frames: int = opt(20, "frames per video", "N"),
-                   seed: int = opt(0, "random seed", "N")) -> None:
-    """Generated videos in the VIP layout (VIP_Fine/Images + Annotations/Category_ids).
-
-    \b
-    Example: study data synth-vip --out vip/
-    """
-    from study.data.synth_eval import write_vip
-
-    write_vip(out, n_videos=videos, n_frames=frames, seed=seed)
-
-
-@bench_app.command("data")
-def bench_data(seconds: float = opt(5.0, "seconds per measurement", "S")) -> None:
-    """Pairs/s from the real mp4 clips with 0, 1 and 2 workers, repeated sampling 1 and 2.
-
-    \b
-    Example: study bench data --seconds 2
-    """
-    from study.bench.data import bench_data as run
-
-    run(seconds=seconds)
 
 
 # ---------------------------------------------------------------- train
@@ -198,34 +88,6 @@ def train(config: Optional[str] = opt(None, "a TOML file of overrides", "FILE"),
     from study.train.cli import train_command
 
     train_command(config=config, budget=budget, overrides=set_ or [], out=out, resume=resume)
-
-
-@bench_app.command("train")
-def bench_train(steps: int = opt(6, "timed steps", "N")) -> None:
-    """End-to-end pairs/s and MFU at the cpu budget and at ViT-S/16, with the loader measured in the same run.
-
-    \b
-    Example: study bench train --steps 3
-    """
-    from study.bench.train import bench_train as run
-
-    run(steps=steps)
-
-
-@bench_app.command("gpu")
-def bench_gpu(steps: int = opt(10, "timed steps per step measurement", "N"),
-              videos: int = opt(160, "generated 224 px training videos (the paper micro-batch reads 128)", "N"),
-              train_steps: int = opt(30, "optimizer steps of the paper-budget training run", "N"),
-              compile_: bool = typer.Option(True, "--compile/--no-compile", help="also measure torch.compile"),
-              out: Optional[str] = opt(None, "folder to write gpu-check.txt and gpu-check.json into", "DIR")) -> None:
-    """On a CUDA GPU: the paper step's pairs/s and MFU (compile on/off), the loader, and 30 steps of study train.
-
-    \b
-    Example: study bench gpu --out gpu-check/
-    """
-    from study.bench.gpu import bench_gpu as run
-
-    run(steps=steps, videos=videos, train_steps=train_steps, compile_=compile_, out=out)
 
 
 # ---------------------------------------------------------------- evaluate
@@ -244,72 +106,6 @@ def evaluate(dataset: str = typer.Argument(..., metavar="DATASET", help="davis |
     from study.evaluate.command import eval_command
 
     eval_command(dataset=dataset, checkpoint=checkpoint, root=root, protocol=protocol, overrides=set_ or [], out=out)
-
-
-@bench_app.command("propagate")
-def bench_propagate(frames: int = opt(6, "frames to propagate", "N")) -> None:
-    """Windowed vs dense label propagation at 480p, ViT-S/16 and ViT-S/8 grids: frames/s and peak memory.
-
-    \b
-    Example: study bench propagate --frames 4
-    """
-    from study.bench.propagate import bench_propagate as run
-
-    run(frames=frames)
-
-
-@bench_app.command("davis-metrics")
-def bench_davis_metrics(frames: int = opt(50, "frames to score", "N")) -> None:
-    """Frames/s of J&F scoring at 854x480.
-
-    \b
-    Example: study bench davis-metrics --frames 20
-    """
-    from study.bench.propagate import bench_davis_metrics as run
-
-    run(frames=frames)
-
-
-@bench_app.command("noise")
-def bench_noise(budget: Optional[str] = BudgetOpt, seeds: int = opt(3, "training seeds (and random inits)", "N"),
-                eval_sets: int = opt(3, "generated DAVIS sets (eval.synth_seed 0, 1, ...)", "N"),
-                set_: Optional[list[str]] = SetOpt, workers: int = opt(1, "processes in parallel", "N"),
-                delta: float = opt(2.0, "the J&F difference to resolve", "D"),
-                out: Optional[str] = opt(None, "where results go (default: <state>/bench-noise-<budget>)", "DIR")) -> None:
-    """Seed-to-seed spread of DAVIS J&F at a budget, split into training-seed and evaluation-set parts, and the seeds
-    a study needs to resolve a difference.
-
-    \b
-    Example: study bench noise --budget cpu --seeds 3 --eval-sets 3
-    """
-    from pathlib import Path
-
-    from study.config import default_budget, load_config, parse_set, state_dir
-
-    if seeds < 2 or eval_sets < 1 or workers < 1:
-        raise UserError(f"--seeds {seeds} --eval-sets {eval_sets} --workers {workers}: need seeds >= 2, eval sets >= 1, "
-                        "workers >= 1")
-    budget = budget or default_budget()
-    overrides = parse_set(set_ or [])
-    cfg = load_config(budget, overrides=overrides)
-    from study.bench.noise import bench_noise as run
-
-    run(budget, overrides, seeds, eval_sets, Path(out) if out else state_dir(cfg) / f"bench-noise-{budget}",
-        workers=workers, delta=delta)
-
-
-@bench_app.command("tracking")
-def bench_tracking(system_metrics: bool = typer.Option(True, "--system-metrics/--no-system-metrics",
-                                                       help="MLflow's CPU/RAM/GPU monitor on or off"),
-                   epochs: Optional[float] = opt(None, "train this many epochs (default: the smoke budget's)", "E")) -> None:
-    """MLflow's share of one real smoke trial's wall time (target < 2%).
-
-    \b
-    Example: study bench tracking --no-system-metrics
-    """
-    from study.bench.tracking import bench_tracking as run
-
-    run(system_metrics=system_metrics, epochs=epochs)
 
 
 # ---------------------------------------------------------------- studies

@@ -7,7 +7,8 @@ entry point (`study train`, trials, `model-info`, `bench model`, the report's re
 Layers, later wins: the recipe <- a budget (experiments/budgets/<name>.toml: the only place sizes and schedules shrink)
 <- the user's paths (experiments/local.toml or $STUDY_LOCAL_CONFIG) <- a study's base <- the study's override for this
 budget <- a study cell <- `--config FILE` <- `--set key=value` flags.
-Every layer goes through `apply_overrides`, which checks each key, type and range and raises `UserError` with one line.
+Every layer goes through `apply_overrides`, which checks each key, type and range and raises `UserError` with one line;
+study/config_load.py builds a config from its layers.
 This module imports nothing of the project but errors and metrics: everyone may use it.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,73 +315,6 @@ def visible_patches(m: ModelConfig) -> tuple[int, int]:
     """(f1, f2) visible patch counts of a model config; f1 keeps every patch under asymmetric masking."""
     n = (m.img_size // m.patch_size) ** 2
     return keep_count(n, m.mask_ratio_f1), keep_count(n, m.mask_ratio)
-
-
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """`--set key=value` flags -> {key: value}; values are TOML (numbers, true, [4, 48], "text"), bare words are strings."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, eq, raw = item.partition("=")
-        if not eq or not key.strip():
-            raise UserError(f"--set {item!r}: write key=value, e.g. --set model.mask_ratio=0.9")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        out[key.strip()] = value
-    return out
-
-
-def read_toml(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{what}: {path} does not exist")
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise UserError(f"{what}: {path} is not valid TOML ({e})") from None
-
-
-def experiments_dir() -> Path:
-    """Where budgets/ and studies/ live: $STUDY_EXPERIMENTS, else experiments/ of this checkout."""
-    env = os.environ.get("STUDY_EXPERIMENTS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "experiments"
-
-
-def default_budget() -> str:
-    """`cpu` unless a GPU is present; checked without importing torch when possible."""
-    if os.environ.get("STUDY_BUDGET"):
-        return os.environ["STUDY_BUDGET"]
-    try:
-        import torch  # noqa: PLC0415 - only callers that run work get here
-
-        return "paper" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
-
-
-def local_overrides() -> dict[str, Any]:
-    """The user's own paths (data.root, eval.*_root): experiments/local.toml (untracked) or $STUDY_LOCAL_CONFIG."""
-    path = Path(os.environ.get("STUDY_LOCAL_CONFIG") or experiments_dir() / "local.toml")
-    return flatten(read_toml(path, "local config")) if path.is_file() else {}
-
-
-def load_config(budget: str | None = None, config_file: str | Path | None = None,
-                overrides: dict[str, Any] | None = None, layers: list[tuple[str, dict[str, Any]]] | None = None) -> RunConfig:
-    """Build a RunConfig: the recipe (RunConfig()) <- budget <- local paths <- `layers` (a study's base, its override
-    for this budget, the cell: `StudySpec.layers`) <- config_file <- overrides (--set)."""
-    budget = budget or default_budget()
-    if budget not in BUDGETS:
-        raise UserError(f"--budget {budget!r} is unknown; choose one of {', '.join(BUDGETS)}")
-    cfg = RunConfig()
-    budget_file = experiments_dir() / "budgets" / f"{budget}.toml"
-    apply_overrides(cfg, flatten(read_toml(budget_file, f"budget {budget}")), source=str(budget_file))
-    apply_overrides(cfg, local_overrides(), source="local config")
-    for source, layer in layers or []:
-        apply_overrides(cfg, layer, source=source)
-    if config_file:
-        apply_overrides(cfg, flatten(read_toml(Path(config_file), "--config")), source=str(config_file))
-    apply_overrides(cfg, overrides or {}, source="--set")
-    return cfg
 
 
 def to_toml(cfg: RunConfig) -> str:

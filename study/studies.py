@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from study.config import BUDGETS, RunConfig, apply_overrides, experiments_dir, flatten, parse_set, read_toml
+from study.config import BUDGETS, RunConfig, apply_overrides, flatten
+from study.config_load import experiments_dir, parse_set, read_toml
 from study.errors import UserError
 from study.metrics import ALL_METRICS, METRICS
 
@@ -102,7 +103,7 @@ class StudySpec:
         return [(cell, seed) for cell in self.cells() for seed in seed_list]
 
     def layers(self, cell: Cell, seed: int, budget: str) -> list[tuple[str, dict[str, Any]]]:
-        """The config layers of one trial at a budget, for `config.load_config(budget, layers=...)`: the study's base,
+        """The config layers of one trial at a budget, for `config_load.load_config(budget, layers=...)`: the study's base,
         its override for this budget (e.g. a larger frame where a coarse patch would leave no patch visible), the cell."""
         evals = {"eval.datasets": list(self.evaluations)}
         return [(f"study {self.name} [base]", {**evals, **self.base}),

@@ -150,7 +150,8 @@ def serve_dashboard(name: str, budget: str | None = None, storage: str | None = 
     import optuna
     from optuna_dashboard import wsgi
 
-    from study.config import default_budget, state_dir
+    from study.config import state_dir
+    from study.config_load import default_budget
     from study.orchestrate.storage import check_storage_url, default_storage_url
     from study.provenance import redact_url
     from study.studies import load_study, stored_name

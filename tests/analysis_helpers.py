@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from study.config import load_config
+from study.config_load import load_config
 from study.studies import load_study
 
 T0 = 1_767_000_000_000  # ms

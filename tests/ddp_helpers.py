@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def main(run_dir: Path, stop: int, overrides: dict) -> None:
-    from study.config import load_config
+    from study.config_load import load_config
     from study.train.engine import train
 
     rank = int(os.environ["RANK"])

@@ -15,9 +15,9 @@ from PIL import Image
 import study.tracking as tracking
 from analysis import report as report_mod
 from analysis.report import report_command
-from study.config import load_config
+from study.config_load import load_config
 from study.errors import UserError
-from tests.analysis_helpers import davis, decoder_records, mask_ratio_records, record
+from tests.analysis_helpers import davis, mask_ratio_records, record
 
 REPO = Path(__file__).resolve().parents[1]
 TAGS = {"study.command": "study run mask_ratio --budget cpu --seeds 2 --set train.blr=0.001",

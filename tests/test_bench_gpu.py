@@ -34,7 +34,7 @@ def test_its_path_runs_without_mlflow_optuna_or_polars(tmp_path):
 import study.cli, study.bench.gpu as g
 from study.bench.data import pairs_per_second
 from study.bench.model import matmul_peak
-from study.config import load_config
+from study.config_load import load_config
 from study.data.dataset import FramePairDataset
 from study.model import build_model
 from study.model.flops import pair_flops

@@ -7,8 +7,8 @@ import typing
 
 import pytest
 
-from study.config import (BUDGETS, RunConfig, apply_overrides, experiments_dir, known_keys, load_config,
-                          type_of_section, visible_patches)
+from study.config import BUDGETS, RunConfig, apply_overrides, known_keys, type_of_section, visible_patches
+from study.config_load import experiments_dir, load_config
 from study.errors import UserError
 from study.studies import Cell, StudySpec, load_study, study_names
 

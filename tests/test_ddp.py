@@ -151,7 +151,7 @@ def test_a_study_trial_trains_on_two_processes_and_the_worker_evaluates_and_logs
 
 
 def test_a_user_error_in_the_ddp_subprocess_comes_back_as_its_one_line(tmp_path):
-    from study.config import load_config
+    from study.config_load import load_config
     from study.errors import UserError
     from study.train.ddp import train_in_subprocess
 

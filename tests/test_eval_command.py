@@ -110,7 +110,7 @@ def test_user_errors_are_one_line_exit_2(monkeypatch, capsys, tmp_path, case, pa
         for f in (root / "JPEGImages/480p/s1").glob("*.jpg"):
             f.unlink()
     elif case == "badckpt":
-        from study.config import load_config
+        from study.config_load import load_config
         from study.model import build_model
 
         cfg = load_config(budget="smoke", overrides={"model.preset": "mini"})   # wrong width for its own config

@@ -169,7 +169,7 @@ def test_evaluation_follows_the_encoder_to_the_gpu(tmp_path, davis_root):
     device mismatch), and the numbers must be the CPU's up to float rounding (TF32 off, as CropMAE's notes ask)."""
     import torch
 
-    from study.config import load_config
+    from study.config_load import load_config
     from study.evaluate.run import evaluate_dataset
     from study.model import load_encoder
 

@@ -192,7 +192,7 @@ def test_analytic_parameter_counts_equal_the_built_model(overrides):
 def test_model_info_and_bench_model_default_to_the_recipe():
     import inspect
 
-    from study import cli
+    from study import cli, cli_bench
 
     def default(p):  # typer options carry their default inside an OptionInfo
         return getattr(p.default, "default", p.default)
@@ -203,7 +203,7 @@ def test_model_info_and_bench_model_default_to_the_recipe():
                     "encoder": recipe.encoder, "decoder": recipe.decoder, "decoder_dim": recipe.decoder_dim,
                     "decoder_depth": recipe.decoder_depth, "decoder_heads": recipe.decoder_heads,
                     "mask_ratio": recipe.mask_ratio}
-    bench = {k: default(p) for k, p in inspect.signature(cli.bench_model).parameters.items()}
+    bench = {k: default(p) for k, p in inspect.signature(cli_bench.bench_model).parameters.items()}
     assert {k: bench[k] for k in ("preset", "patch", "img", "decoder")} == {
         "preset": recipe.preset, "patch": recipe.patch_size, "img": recipe.img_size, "decoder": recipe.decoder}
 

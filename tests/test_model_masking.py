@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from study.config import MASK_STRATEGIES
-from study.model import SiamMAE, keep_count, random_masking
+from study.model import SiamMAE, random_masking
 from study.model.masking import block_shapes
 
 

@@ -33,7 +33,7 @@ def test_study_list_in_80_columns_through_a_pipe_shows_every_name_and_key_in_ful
 
 
 def test_the_dry_run_shows_full_keys_visible_patches_and_evaluation_time(tmp_path, monkeypatch, capsys):
-    from study.config import load_config
+    from study.config_load import load_config
     from study.orchestrate import plan
     from study.orchestrate.commands import run_command
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from study.config import load_config
+from study.config_load import load_config
 from study.model import build_model
 from study.train.recon import PANELS, reconstruct, save_reconstruction, to_uint8
 

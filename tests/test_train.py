@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from study.config import RunConfig, load_config
+from study.config import RunConfig
+from study.config_load import load_config
 from study.errors import UserError
 from study.model import build_model
 from study.train.engine import NonFiniteLoss, build_optimizer, train

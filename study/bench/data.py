@@ -10,7 +10,8 @@ import time
 
 import torch
 
-from study.config import load_config, state_dir
+from study.config import state_dir
+from study.config_load import load_config
 from study.data.dataset import FramePairDataset, make_loader
 from study.data.default_sets import ensure_train_set
 from study.data.video import find_videos, real_clips

@@ -65,7 +65,7 @@ def bench_gpu(steps: int = 10, videos: int = 160, frames: int = 48, loader_secon
 
     from study.bench.data import pairs_per_second
     from study.bench.model import matmul_peak
-    from study.config import load_config
+    from study.config_load import load_config
     from study.data.dataset import FramePairDataset
     from study.model import build_model
     from study.model.flops import pair_flops

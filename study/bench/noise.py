@@ -60,7 +60,7 @@ def _job(budget: str, overrides: dict, seed: int, eval_sets: int, out: str, stat
     os.environ["STUDY_STATE_DIR"] = state
     import torch
 
-    from study.config import load_config
+    from study.config_load import load_config
     from study.data.default_sets import dataset_root
     from study.evaluate.run import evaluate_dataset
     from study.model import build_model
@@ -90,7 +90,8 @@ def bench_noise(budget: str, overrides: dict, seeds: int, eval_sets: int, out: P
     from rich.console import Console
     from rich.table import Table
 
-    from study.config import load_config, state_dir
+    from study.config import state_dir
+    from study.config_load import load_config
     from study.data.default_sets import dataset_root
 
     cfg = load_config(budget, overrides=overrides)           # every bad key or value stops here, before any work

@@ -16,7 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import psutil
-from study.config import load_config, state_dir
+from study.config import state_dir
+from study.config_load import load_config
 from study.console import console, table as make_table
 from study.data.default_sets import dataset_root, ensure_train_set
 from study.trial import run_trial

@@ -14,7 +14,8 @@ import torch
 
 from study.bench.data import pairs_per_second
 from study.bench.model import matmul_peak
-from study.config import RunConfig, load_config
+from study.config import RunConfig
+from study.config_load import load_config
 from study.console import console as make_console, table as make_table
 from study.data.dataset import default_workers
 from study.model import build_model

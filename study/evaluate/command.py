@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from study.config import EVAL_DATASETS, PROTOCOLS, load_config, parse_set, state_dir
+from study.config import EVAL_DATASETS, PROTOCOLS, state_dir
+from study.config_load import load_config, parse_set
 from study.errors import UserError
 from study.metrics import LABELS, METRICS
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from study.config import RunConfig, default_budget, parse_set, state_dir
+from study.config import RunConfig, state_dir
+from study.config_load import default_budget, parse_set
 from study.errors import UserError
 from study.orchestrate.queue import Slot, planned_slots, reconcile
 from study.orchestrate.storage import (check_storage_url, create_sqlite, default_storage_url, file_lock, no_live_worker,

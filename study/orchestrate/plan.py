@@ -6,7 +6,8 @@ import math
 
 from rich.markup import escape
 
-from study.config import RunConfig, load_config, parse_set, visible_patches
+from study.config import RunConfig, visible_patches
+from study.config_load import load_config, parse_set
 from study.console import console, table
 from study.orchestrate.queue import Slot
 from study.studies import StudySpec, canonical_overrides, stored_name

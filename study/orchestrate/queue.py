@@ -20,7 +20,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from study.config import RunConfig, load_config, parse_set
+from study.config import RunConfig
+from study.config_load import load_config, parse_set
 from study.orchestrate.storage import GRACE_S, held_elsewhere
 from study.studies import Cell, StudySpec
 

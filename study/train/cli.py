@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from study.atomic import write_text
-from study.config import load_config, parse_set, state_dir, to_toml
+from study.config import state_dir, to_toml
+from study.config_load import load_config, parse_set
 from study.errors import UserError
 
 
