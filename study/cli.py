@@ -137,6 +137,8 @@ def show(name: str = name_arg()) -> None:
 def run(name: str = name_arg(), budget: Optional[str] = BudgetOpt,
         workers: int = opt(1, "worker processes on this machine", "N"),
         seeds: Optional[int] = opt(None, "seeds per cell (default: the study's)", "N"),
+        cells: Optional[str] = opt(None, "run only these cells, by label (comma-separated, as `study show` lists "
+                                   "them): --cells 0.5,0.95", "LABEL,..."),
         storage: Optional[str] = StorageOpt, tracking_uri: Optional[str] = TrackingOpt,
         dry_run: bool = flag("print the cells, their configs and cost; run nothing", "--dry-run"),
         retry_failed: bool = flag("run failed cells again", "--retry-failed"),
@@ -170,7 +172,8 @@ def run(name: str = name_arg(), budget: Optional[str] = BudgetOpt,
                           partition=partition, time=time, account=account, slurm_set=slurm_set or [])
     run_command(name, budget=budget, workers=workers, seeds=seeds, storage=storage, tracking_uri=tracking_uri,
                 dry_run=dry_run, retry_failed=retry_failed, overrides=set_ or [], slurm=slurm,
-                shared_state=shared_state, procs_per_worker=procs_per_worker)
+                shared_state=shared_state, procs_per_worker=procs_per_worker,
+                cells=[c.strip() for c in cells.split(",") if c.strip()] if cells else None)
 
 
 @app.command("status")

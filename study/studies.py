@@ -7,6 +7,7 @@ No torch, no optuna, no mlflow: the CLI, the scheduler and the report all read s
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -70,6 +71,7 @@ class StudySpec:
     search_trials: int = 0
     pruning: bool = False
     path: Path | None = None
+    only: tuple[str, ...] = ()      # `study run --cells`: run these cells of the grid only (labels); empty: all
 
     @property
     def is_search(self) -> bool:
@@ -95,7 +97,20 @@ class StudySpec:
             is_default = (vdefault or not self.variants) and all(self.default.get(k, object()) == v
                                                                  for k, v in point.items()) and bool(point or vdefault)
             out.append(Cell(label=", ".join(parts) or "default", overrides=overrides, is_default=is_default))
-        return out
+        return [c for c in out if c.label in self.only] if self.only else out
+
+    def select(self, labels: list[str] | None) -> "StudySpec":
+        """The same study restricted to the cells whose labels are given (`study run --cells`); None or []: all."""
+        if not labels:
+            return self
+        if self.is_search:
+            raise UserError(f"--cells: {self.name} is a search; its trials come from the sampler, not a grid")
+        known = [c.label for c in self.cells()]
+        unknown = [label for label in labels if label not in known]
+        if unknown:
+            raise UserError(f"--cells {','.join(unknown)}: not a cell of {self.name}; its cells are "
+                            f"{' | '.join(known)} (see `study show {self.name}`)")
+        return dataclasses.replace(self, only=tuple(labels))
 
     def trials(self, seeds: int | None = None) -> list[tuple[Cell, int]]:
         """Every (cell, seed) the study runs: seed is an axis too."""

@@ -109,7 +109,8 @@ def calls(tmp: Path) -> list[dict]:
 
 
 def _main(argv: list[str]) -> None:
-    """argv: NAME [--workers N] [--retry-failed] [--storage URL] [--seeds K] [--set KEY=VALUE ...] [--dry-run]"""
+    """argv: NAME [--workers N] [--retry-failed] [--storage URL] [--seeds K] [--cells A,B] [--set KEY=VALUE ...]
+    [--dry-run]"""
     from study.errors import UserError
     from study.orchestrate import run_command
     from tests.orchestrate_helpers import fake_baseline, fake_trial  # by module name, not __main__, for the workers
@@ -120,7 +121,8 @@ def _main(argv: list[str]) -> None:
     try:
         run_command(name, budget="smoke", workers=int(get("--workers", 1)), storage=get("--storage"),
                     seeds=int(get("--seeds")) if get("--seeds") else None, retry_failed="--retry-failed" in opts,
-                    overrides=sets, dry_run="--dry-run" in opts, trial_fn=fake_trial, baseline_fn=fake_baseline)
+                    overrides=sets, dry_run="--dry-run" in opts, trial_fn=fake_trial, baseline_fn=fake_baseline,
+                    cells=get("--cells").split(",") if get("--cells") else None)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -83,3 +83,24 @@ def test_a_failing_cell_keeps_its_cause_does_not_stop_the_others_and_retry_faile
     assert len(runs) == 7 and all(r["status"] == "FINISHED" for r in runs)
     assert sorted(r["metrics"]["davis.jf_mean"] for r in runs if r["cell"] == "0.75") == [75.0, 76.0]
     assert _mlflow_roles(tmp_path)[("parent", "FINISHED")] == 1
+
+
+@pytest.mark.slow
+def test_cells_runs_only_the_chosen_cells_and_a_later_full_run_adds_the_rest(tmp_path):
+    make_experiments(tmp_path)
+    r = run_fake(tmp_path, "tiny", "--cells", "0.5,0.9", FAKE_STEPS="2")
+    assert r.returncode == 0, r.stderr  # the chosen cells are all the run was asked for: done, not "unfinished"
+    assert Counter((c["mask_ratio"], c["seed"]) for c in calls(tmp_path)) == {
+        (m, s): 1 for m in (0.5, 0.9) for s in (0, 1)}
+    assert "0.75" not in r.stdout.split("study tiny")[-1]  # the status table lists the chosen cells only
+    r = run_fake(tmp_path, "tiny", FAKE_STEPS="2")
+    assert r.returncode == 0, r.stderr
+    assert Counter((c["mask_ratio"], c["seed"]) for c in calls(tmp_path)) == {
+        (m, s): 1 for m in (0.5, 0.75, 0.9) for s in (0, 1)}  # the earlier cells are not run again
+
+
+def test_cells_names_an_unknown_label_in_one_line(tmp_path):
+    make_experiments(tmp_path)
+    r = run_fake(tmp_path, "tiny", "--cells", "0.3")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: --cells 0.3: not a cell of tiny; its cells are 0.5 | 0.75 | 0.9 (see `study show tiny`)")

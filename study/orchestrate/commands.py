@@ -49,12 +49,14 @@ def resolve(spec: StudySpec, budget: str, seeds: int | None, overrides: list[str
 def run_command(name: str, budget: str | None = None, workers: int = 1, seeds: int | None = None,
                 storage: str | None = None, tracking_uri: str | None = None, dry_run: bool = False,
                 retry_failed: bool = False, overrides: list[str] | None = None, trial_fn=None, baseline_fn=None,
-                slurm=None, shared_state: str | None = None, procs_per_worker: int = 1) -> None:
+                slurm=None, shared_state: str | None = None, procs_per_worker: int = 1,
+                cells: list[str] | None = None) -> None:
     """slurm: a study.orchestrate.slurm.SlurmOptions to submit the workers as a SLURM array job (None: on this
-    machine); procs_per_worker > 1: each trial trains under torchrun on that many processes (DDP)."""
+    machine); procs_per_worker > 1: each trial trains under torchrun on that many processes (DDP); cells: the labels of
+    the cells to run (None: every cell)."""
     from study.orchestrate.worker import Job, fn_path
 
-    spec, budget, overrides = load_study(name), budget or default_budget(), overrides or []
+    spec, budget, overrides = load_study(name).select(cells), budget or default_budget(), overrides or []
     if workers < 1 or procs_per_worker < 1 or (seeds is not None and seeds < 1):
         raise UserError(f"--workers {workers} --procs-per-worker {procs_per_worker} --seeds {seeds}: "
                         "give at least 1 of each")
@@ -79,6 +81,7 @@ def run_command(name: str, budget: str | None = None, workers: int = 1, seeds: i
     state = state_dir(configs[0][1])
     job = Job(spec.name, budget, storage or default_storage_url(state), tracking.resolve_tracking_uri(tracking_uri, state),
               "", "", str(state), seeds, overrides, threads=max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0)
+    job.cells = list(spec.only) or None
     if trial_fn:  # tests run a fake trial; by module path, so worker processes find it too
         job.trial_fn = fn_path(trial_fn)
     if baseline_fn:
@@ -90,6 +93,7 @@ def rerun_command(job, command: str = "run") -> str:
     """The `study run` line that continues this study (or the `study status` line that shows it)."""
     parts = [f"study {command} {job.study} --budget {job.budget}", *(f"--set {s}" for s in job.identity)]
     parts += [f"--seeds {job.seeds}"] if job.seeds and command == "run" else []
+    parts += [f"--cells {','.join(job.cells)}"] if job.cells and command == "run" else []
     parts += [f"--storage {job.storage}"] if job.storage != default_storage_url(Path(job.state)) else []
     return " ".join(parts)
 
@@ -165,6 +169,7 @@ def _open(job, spec: StudySpec, retry_failed: bool):
                 "study.overrides": json.dumps(job.identity)}, state=state, storage=job.storage)
             study.set_user_attr("mlflow_parent_run_id", job.parent_run_id)
         study.set_user_attr("seeds", job.seeds)  # `study status` plans the same (cell, seed)s
+        study.set_user_attr("cells", job.cells)
         counts = reconcile(study, spec, job.seeds, retry_failed, no_live_worker(st, state, job.name))
     print(f"study {job.name}: {counts['new']} new, {counts['resumed']} to resume, {counts['retried']} to retry; "
           f"state in {state}", flush=True)

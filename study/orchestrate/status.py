@@ -43,6 +43,7 @@ def print_status(spec: StudySpec, name: str, st, seeds: int | None = None) -> li
 
     study = optuna.load_study(study_name=name, storage=st)
     trials, seeds = study.get_trials(deepcopy=False), seeds or study.user_attrs.get("seeds")
+    spec = spec.select(study.user_attrs.get("cells"))  # the cells the last `study run --cells` asked for
     latest = latest_by_identity(trials)
     planned = [(s.key, s.seed) for s in planned_slots(spec, seeds)]
     rows = [(ident, latest.get(ident)) for ident in planned]

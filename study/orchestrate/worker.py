@@ -56,6 +56,7 @@ class Job:
     trial_fn: str = "study.trial:run_trial"                    # "module:function"; tests swap in a fake trial
     baseline_fn: str = "study.trial:evaluate_random_init"
     plain_progress: bool = False                               # several workers share one terminal: no rich bars
+    cells: list[str] | None = None                             # `study run --cells`: these cells only
 
     @property
     def identity(self) -> list[str]:
@@ -124,7 +125,7 @@ def worker_loop(job: Job) -> int:
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(job.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is logged below, with its cell
-    spec, storage, state = load_study(job.study), open_storage(job.storage), Path(job.state)
+    spec, storage, state = load_study(job.study).select(job.cells), open_storage(job.storage), Path(job.state)
     study = optuna.load_study(study_name=job.name, storage=storage, sampler=make_sampler(spec), pruner=make_pruner(spec))
     done = 0
     with file_lock(lock_path(state, job.name, "workers"), shared=True):
