@@ -59,6 +59,7 @@ class Outcome:
     status: str          # killed | survived | timeout | error
     seconds: float
     detail: str = ""     # the test that killed it, or what went wrong
+    output: str = ""     # pytest's output (printed with --verbose)
 
 
 def load_table(path: Path = TABLE) -> tuple[list[Mutant], float]:
@@ -168,13 +169,13 @@ def run_mutant(m: Mutant, tree: Path, timeout: float) -> Outcome:
     finally:
         src.write_text(original)
     if code is None:
-        return Outcome(m, "timeout", secs, f"no result in {timeout:.0f} s (counted as killed)")
+        return Outcome(m, "timeout", secs, f"no result in {timeout:.0f} s (counted as killed)", out)
     if code == 0:
-        return Outcome(m, "survived", secs, "every named test passed")
+        return Outcome(m, "survived", secs, "every named test passed", out)
     if code == 1:
-        return Outcome(m, "killed", secs, first_failure(out))
+        return Outcome(m, "killed", secs, first_failure(out), out)
     tail = "\n".join(out.strip().splitlines()[-15:])
-    return Outcome(m, "error", secs, f"pytest exit {code} (not a test failure):\n{tail}")
+    return Outcome(m, "error", secs, f"pytest exit {code} (not a test failure):\n{tail}", out)
 
 
 def check_import(tree: Path) -> None:
@@ -191,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="mutants run at once, each in its own scratch copy")
     ap.add_argument("--list", action="store_true", help="print the table and exit")
     ap.add_argument("--no-baseline", action="store_true", help="skip running the named tests on the unmutated tree")
+    ap.add_argument("--verbose", action="store_true", help="print the end of each mutant's pytest output")
     args = ap.parse_args(argv)
     mutants, timeout = load_table()
     if args.only:
@@ -235,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             with lock:
                 print(f"{res.status:8} {res.seconds:6.1f}s  {m.id:{width}}  {res.detail.splitlines()[0] if res.detail else ''}",
                       flush=True)
+                if args.verbose:
+                    print("    " + "\n    ".join(res.output.strip().splitlines()[-25:]), flush=True)
             return res
 
         with ThreadPoolExecutor(jobs) as pool:
