@@ -3,7 +3,7 @@ test it names still exists (a refactor that moves a snippet or renames a test fa
 
 import pytest
 
-from tests.mutants.run import Mutant, load_table, problems
+from tests.mutants.run import Mutant, Outcome, load_table, problems, report
 
 MUTANTS, TIMEOUT = load_table()
 
@@ -25,3 +25,11 @@ def test_a_stale_snippet_or_test_is_reported(tmp_path):
     stale = Mutant("m", "area", "a.py", "x = 1", "x = 2", ("test_a.py::test_a", "test_a.py::test_gone"), "bug")
     assert problems(stale, tmp_path) == ["m: the original snippet occurs 2 times in a.py (must be exactly once)",
                                          "m: test_a.py has no test test_gone"]
+
+
+@pytest.mark.parametrize("statuses, code", [(["killed", "timeout"], 0), (["killed", "survived"], 1),
+                                            (["killed", "error"], 1)])
+def test_a_survivor_or_an_error_fails_the_run(statuses, code, capsys):
+    outcomes = [Outcome(Mutant(f"m{i}", "area", "a.py", "x", "y", ("t",), "bug"), s, 1.0) for i, s in enumerate(statuses)]
+    assert report(outcomes, 2.0) == code
+    assert f"{len(statuses)} mutants: " in capsys.readouterr().out

@@ -2,17 +2,21 @@
 
 Each mutant in mutants.toml is one bug a person could write (file, the exact original snippet, its replacement, the
 tests that must kill it, one line saying what it models). Every mutant is applied alone to a scratch copy of the tree
-(never to the working tree), its named tests run (`pytest -x -n 0`, a per-mutant timeout), and a table says killed or
-survived with the time. Exit 1 on a survivor, on a pytest error that is not a test failure, and on a snippet that no
-longer matches its file exactly once, so the table cannot rot silently.
+(git's tracked and untracked-but-not-ignored files: never the working tree, so Ctrl-C or a crash cannot leave a mutant
+behind), its named tests run (`pytest -x -n 0`, with a per-mutant timeout), and a table says what happened:
+killed (a test failed), survived (all passed), timeout (counted as killed), error (pytest exited otherwise, e.g. the
+mutant broke an import: a bad mutant). First the named tests run once unmutated (a test failing there would "kill"
+every mutant naming it). Exit 1 on a survivor, an error, a failing baseline, or a snippet that no longer matches its
+file exactly once, so the table cannot rot silently.
 
-Why our own runner instead of mutmut: mutmut 3 mutates every operator of every file it is given and runs the whole
-suite's coverage map, which over this tree is thousands of mutants (most equivalent or trivially killed) and hours on two
-cores; a curated list of realistic bugs, each tied to the tests meant to catch it, runs in minutes and says which test
-guards what.
+Why our own runner instead of mutmut 3: mutmut mutates every operator, constant and argument of the files it is given,
+most of them equivalent or trivially killed, and a survivor does not say which test was meant to catch it. A curated
+table of realistic bugs, each tied to the tests that guard against it, runs in minutes on two cores and says which
+test guards what.
 
-    python tests/mutants/run.py                 # every mutant
-    python tests/mutants/run.py --only loss-norm-pix-sqrt --jobs 2
+    python tests/mutants/run.py                  # every mutant (what `make mutants` runs)
+    python tests/mutants/run.py --only loss-norm-pix-no-sqrt --verbose
+    python tests/mutants/run.py --jobs 2         # two mutants at a time, each in its own scratch copy
     python tests/mutants/run.py --list
 """
 
@@ -35,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+LIVE: set[subprocess.Popen] = set()  # the pytest processes running now, ended on Ctrl-C
+STOPPING = threading.Event()          # set on Ctrl-C: the runs killed then are not reported
 TABLE = Path(__file__).with_name("mutants.toml")
 PYTEST = ["-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-n", "0"]
 # Trees that are never part of the scratch copy when the checkout is not a git repository (mirrors .gitignore).
@@ -92,8 +98,8 @@ def problems(m: Mutant, root: Path = REPO) -> list[str]:
     if not m.tests:
         out.append(f"{m.id}: no tests named")
     for node in m.tests:
-        path, _, name = node.partition("::")
-        name = re.sub(r"\[.*\]$", "", name)
+        path, *names = node.split("::")
+        name = re.sub(r"\[.*\]$", "", names[-1]) if names else ""  # Class::test_x[param] -> test_x
         test_file = root / path
         if not test_file.is_file():
             out.append(f"{m.id}: test file {path} does not exist")
@@ -139,17 +145,28 @@ def run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> tuple[int |
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, *PYTEST, *tests], cwd=tree, env=child_env(tree), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    LIVE.add(proc)
     try:
         out, _ = proc.communicate(timeout=timeout)
         return proc.returncode, out, time.perf_counter() - t0
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        end(proc)
         out, _ = proc.communicate()
         return None, out, time.perf_counter() - t0
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
+    except BaseException:  # Ctrl-C while waiting: the run is in its own session and would outlive us
+        end(proc)
         proc.wait()
         raise
+    finally:
+        LIVE.discard(proc)
+
+
+def end(proc: subprocess.Popen) -> None:
+    """Kill a pytest run and everything it started (its own process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def first_failure(output: str) -> str:
@@ -209,41 +226,60 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(bad), file=sys.stderr)
         return 1
     t_start = time.perf_counter()
-    jobs = max(1, min(args.jobs, len(mutants)))
     with tempfile.TemporaryDirectory(prefix="study-mutants-") as tmp:
-        trees: queue.SimpleQueue[Path] = queue.SimpleQueue()
-        for i in range(jobs):
-            trees.put(scratch_copy(REPO, Path(tmp) / f"tree{i}"))
-        first = trees.get()
-        check_import(first)
-        if not args.no_baseline:  # a test that fails unmutated would "kill" every mutant naming it
-            union = tuple(dict.fromkeys(t for m in mutants for t in m.tests))
-            code, out, secs = run_tests(first, union, timeout * 2)
-            print(f"baseline: {len(union)} test ids on the unmutated tree, {secs:.0f} s")
-            if code != 0:
-                print(out[-4000:], file=sys.stderr)
-                print("error: the named tests do not pass on the unmutated tree", file=sys.stderr)
-                return 1
-        trees.put(first)
-        lock = threading.Lock()
-        width = max(len(m.id) for m in mutants)
-
-        def one(m: Mutant) -> Outcome:
-            tree = trees.get()
-            try:
-                res = run_mutant(m, tree, timeout)
-            finally:
-                trees.put(tree)
-            with lock:
-                print(f"{res.status:8} {res.seconds:6.1f}s  {m.id:{width}}  {res.detail.splitlines()[0] if res.detail else ''}",
-                      flush=True)
-                if args.verbose:
-                    print("    " + "\n    ".join(res.output.strip().splitlines()[-25:]), flush=True)
-            return res
-
-        with ThreadPoolExecutor(jobs) as pool:
-            outcomes = list(pool.map(one, mutants))
+        try:
+            outcomes = run_all(mutants, timeout, Path(tmp), args)
+        except KeyboardInterrupt:  # the runs are in their own sessions (for the timeout), so end them here
+            STOPPING.set()
+            for proc in list(LIVE):
+                end(proc)
+            print("\ninterrupted: the working tree was never touched; the scratch copies are removed", file=sys.stderr)
+            return 130
+    if outcomes is None:
+        return 1
     return report(outcomes, time.perf_counter() - t_start)
+
+
+def run_all(mutants: list[Mutant], timeout: float, tmp: Path, args) -> list[Outcome] | None:
+    """The baseline, then every mutant, `args.jobs` at a time in their own scratch copies; None if the baseline fails."""
+    jobs = max(1, min(args.jobs, len(mutants)))
+    trees: queue.SimpleQueue[Path] = queue.SimpleQueue()
+    for i in range(jobs):
+        trees.put(scratch_copy(REPO, tmp / f"tree{i}"))
+    first = trees.get()
+    check_import(first)
+    if not args.no_baseline:  # a test that fails unmutated would "kill" every mutant naming it
+        union = tuple(dict.fromkeys(t for m in mutants for t in m.tests))
+        code, out, secs = run_tests(first, union, timeout * 2)
+        print(f"baseline: {len(union)} test ids on the unmutated tree, {secs:.0f} s", flush=True)
+        if code != 0:
+            print(out[-4000:], file=sys.stderr)
+            print("error: the named tests do not pass on the unmutated tree", file=sys.stderr)
+            return None
+    trees.put(first)
+    lock = threading.Lock()
+    width = max(len(m.id) for m in mutants)
+
+    def one(m: Mutant) -> Outcome:
+        tree = trees.get()
+        try:
+            res = run_mutant(m, tree, timeout)
+        finally:
+            trees.put(tree)
+        if STOPPING.is_set():
+            return res
+        with lock:
+            first_line = res.detail.splitlines()[0] if res.detail else ""
+            print(f"{res.status:8} {res.seconds:6.1f}s  {m.id:{width}}  {first_line}", flush=True)
+            if args.verbose:
+                print("    " + "\n    ".join(res.output.strip().splitlines()[-25:]), flush=True)
+        return res
+
+    pool = ThreadPoolExecutor(jobs)
+    try:
+        return list(pool.map(one, mutants))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def report(outcomes: list[Outcome], total: float) -> int:
