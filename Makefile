@@ -1,10 +1,11 @@
 # The two set-up commands of the README: `make demo` and `make test`. Both create .venv when missing.
+# `make mutants`: the curated mutation run (tests/mutants/); slower than `make test` and not part of it.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean slurm gpu-check
+.PHONY: demo test mutants install clean slurm gpu-check
 
 # Reinstall when pyproject.toml changes; a second run with nothing changed does nothing.
 $(STAMP): pyproject.toml
@@ -17,6 +18,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+# MUTANTS_ARGS passes options through, e.g. MUTANTS_ARGS="--only prop-radius-not-strict" or "--jobs 2".
+mutants: $(STAMP)
+	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/python tests/mutants/run.py $(MUTANTS_ARGS)
 
 demo: $(STAMP)
 	MLFLOW_DISABLE_TELEMETRY=true $(BIN)/study run mask_ratio

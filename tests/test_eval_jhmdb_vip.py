@@ -44,6 +44,23 @@ def test_heatmap_and_keypoint_by_hand():
     assert jhmdb.keypoints_from_heatmaps(soft)[:, 0] == pytest.approx([3.0, 0.25])
 
 
+def test_pck_on_a_non_square_grid_by_hand():
+    """A 20 x 40 grid over 240 x 320 frames: a cell is 8 px wide and 12 px high, so x and y convert with their own
+    axis. Frame 1's joints lie on cells, predicted exactly, except joint 0, predicted 2 cells (16 px) to the right:
+    16 / (0.6 x the box diagonal 182.4 px) = 0.146, within 0.2 and not 0.1. Frame 0 is not scored."""
+    cells = np.stack([2.0 + np.arange(15), 2.0 + (7 * np.arange(15)) % 13])         # (2, 15) x, y in cells
+    pixels = cells * np.array([[8.0], [12.0]])                                        # 0-based pixels
+    gt = np.repeat(pixels[:, :, None] + 1, 2, axis=2)                                 # (2, 15, 2), 1-based
+    pred = np.repeat(cells[:, :, None], 2, axis=2).astype(np.float32)
+    pred[0, 0, 1] += 2
+    out = jhmdb.pck([gt], [pred], [(20, 40)], [(240, 320)])
+    box = 0.6 * np.linalg.norm(pixels.max(1) - pixels.min(1))
+    assert 0.1 < 16 / box <= 0.2
+    np.testing.assert_allclose(out["distances"][0], [16 / box], rtol=1e-6)
+    assert all(d.tolist() == [0.0] for d in out["distances"][1:])
+    assert out["pck@0.1"] == pytest.approx(100 * 14 / 15) and out["pck@0.2"] == 100.0
+
+
 def test_golden_vip_miou():
     root = FIX / "vip-miou"
     exp = json.loads((root / "expected.json").read_text())

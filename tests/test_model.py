@@ -114,6 +114,20 @@ def test_loss_value_on_a_hand_made_case():
     assert small(norm_pix_loss=True).forward_loss(f2, torch.zeros(1, 16, 192), mask).item() == 0.0
 
 
+def test_norm_pix_loss_value_on_a_hand_made_case():
+    """norm_pix: each patch's target is (x - the patch's mean) / the patch's std (unbiased, as MAE's .var()).
+    Patch 1 holds 96 zeros and 96 twos: mean 1, variance 192/191, so its target is +-1 / sqrt(192/191 + 1e-6) and
+    predicting 0 costs 1 / (192/191 + 1e-6) per value; patch 5 is constant 2: target 0, cost 0. The loss is the mean
+    of the two masked patches."""
+    model = small(norm_pix_loss=True)
+    f2 = torch.full((1, 3, 32, 32), 2.0)
+    f2[0, :, 0:8, 8:12] = 0.0  # patch 1 (row 0, col 1): its left half in every channel
+    mask = torch.zeros(1, 16)
+    mask[0, [1, 5]] = 1
+    expected = (1 / (192 / 191 + 1e-6) + 0.0) / 2
+    assert model.forward_loss(f2, torch.zeros(1, 16, 192), mask).item() == pytest.approx(expected, rel=1e-6)
+
+
 def test_forward_shapes_and_backward():
     model = small().train()
     f1, f2 = frames()

@@ -70,3 +70,24 @@ def test_both_equals_f2_when_f1_is_unmasked(decoder):
     b = forward(model_at(decoder=decoder, loss_frames="both"), f1, f2)
     assert not model_at(decoder=decoder, loss_frames="both").predicts_f1
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_masked_f1_memory_carries_its_patches_positions(decoder):
+    """With f1 masked, its memory is an unordered set of (token, place) pairs: listing f1's kept tokens in another
+    order, with ids_restore moved to match, must give the same predictions. Each kept token must get the decoder
+    position of the patch it came from; a position read from the wrong index map moves with the order instead."""
+    model = model_at(decoder=decoder, mask_ratio_f1=0.5)
+    f1, f2 = frames()
+    model.mask_generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        latent1, mask1, ids1, latent2, _, ids2 = model.forward_encoder(f1, f2)
+        pred, _ = model.forward_decoder(latent1, ids1, latent2, ids2)
+        n = latent1.shape[1] - 1
+        assert n == 8 and (mask1.sum(1) == 8).all()
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))  # a new order of the kept tokens
+        shuffle = ids1.argsort(1)
+        shuffle = torch.cat([shuffle[:, :n][:, perm], shuffle[:, n:]], dim=1)
+        latent1_reordered = torch.cat([latent1[:, :1], latent1[:, 1:][:, perm]], dim=1)
+        pred_reordered, _ = model.forward_decoder(latent1_reordered, shuffle.argsort(1), latent2, ids2)
+    assert torch.allclose(pred, pred_reordered, atol=1e-5)

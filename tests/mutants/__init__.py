@@ -1,0 +1,1 @@
+"""make mutants: the curated mutation run (run.py) and its table (mutants.toml)."""
