@@ -15,10 +15,11 @@ from study.studies import StudySpec, canonical_overrides, stored_name
 # Training pairs/s at each budget, measured on this 2-core machine (ViT-S/16 + cross-self decoder 512/8/16, bf16,
 # for paper; the mini model at 64 px for cpu; a smoke study run for smoke). Used only for --dry-run's estimate.
 MEASURED_PAIRS_PER_S = {"smoke": 120.0, "cpu": 190.0, "paper": 4.9}
-# Seconds of one evaluation on one dataset (untrained model, `trial.evaluate_all`, this 2-core machine shared with other
-# jobs, 2026-11-26): smoke 1.1 s, cpu 30 s (generated DAVIS set); paper: 24 generated frames at short side 480 with
-# ViT-S/16 took 157 s (6.5 s a frame), scaled to DAVIS-2017 val's 1,999 frames. For --dry-run and the ETA.
-MEASURED_EVAL_S = {"smoke": 1.1, "cpu": 30.0, "paper": 13000.0}
+# Seconds of one evaluation on one dataset (`trial.evaluate_all`, this 2-core machine, 2026-11-26): smoke 1.1 s, cpu 15 s
+# (16 generated DAVIS sequences at short side 128; 24 s with one core while a second trial trains); paper: 24 generated
+# frames at short side 480 with ViT-S/16 took 157 s (6.5 s a frame), scaled to DAVIS-2017 val's 1,999 frames.
+# For --dry-run and the ETA.
+MEASURED_EVAL_S = {"smoke": 1.1, "cpu": 15.0, "paper": 13000.0}
 
 
 def pairs_per_trial(cfg: RunConfig) -> int:
@@ -63,6 +64,9 @@ def print_plan(spec: StudySpec, budget: str, configs: list[tuple[Slot, RunConfig
                      "--set values: none (the study as its file says)"))
     if spec.is_search:
         con.print(f"plus {spec.search_trials} TPE trials over {', '.join(p.key for p in spec.search)}")
+    # The rates are a whole machine's: local workers at the CPU budgets share its cores, so they end the study in about
+    # the same time as one; the paper budget's workers each hold a GPU and divide it.
+    parallel = workers if budget == "paper" else 1
     con.print(f"estimate: training at {rate} pairs/s and {eval_s:.0f} s per evaluation (measured on this 2-core machine "
-              f"at the {budget} budget): {total_s / 60:.1f} min in all, {total_s / 60 / workers:.1f} min with "
-              f"{workers} worker(s)")
+              f"at the {budget} budget): {total_s / 60:.1f} min in all, {total_s / 60 / parallel:.1f} min with "
+              f"{workers} worker(s)" + ("" if parallel == workers else " sharing this machine's cores"))
