@@ -87,6 +87,9 @@ def report_command(name: str, budget: str | None = None, tracking_uri: str | Non
         parent = tracking.fetch_parent_run(name, budget_of(records), tracking_uri, sets)
         files = study_files(spec, records, parent, command)
     write_files(out_dir, files)
+    for line in str(files["report.md"]).splitlines():  # what the study found, on the terminal too
+        if line.startswith(SUMMARY_LEADS):
+            print(line.replace("**", ""))
     print(f"report: {out_dir / 'report.md'}")
     return out_dir
 
@@ -206,9 +209,12 @@ def _kv_table(head: str, lines: list[tuple[str, str]]) -> list[str]:
     return [f"| {head} | |", "| --- | --- |"] + [f"| {k} | {v.replace('|', '/')} |" for k, v in lines] + [""]
 
 
+SUMMARY_LEADS = ("**Does training help?**", "**Finding.**")
+
+
 def summary_lines(f: Findings) -> list[str]:
     """The top of a study's section: does training help at all, then what the study found."""
-    return [f"**Does training help?** {f.training_text}", "", f"**Finding.** {f.headline}", ""]
+    return [f"{SUMMARY_LEADS[0]} {f.training_text}", "", f"{SUMMARY_LEADS[1]} {f.headline}", ""]
 
 
 def markdown_part(part: StudyPart, sub: str) -> list[str]:

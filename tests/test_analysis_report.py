@@ -307,3 +307,13 @@ def test_analysis_never_imports_torch_or_mlflow_nor_picks_a_matplotlib_backend()
     env = {k: v for k, v in __import__("os").environ.items() if k != "MPLBACKEND"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.split() == ["False", "False", "None"]  # None: the backend is still the user's to choose
+
+
+def test_the_findings_are_printed_as_well_as_written(runs, tmp_path, capsys):
+    runs[("mask_ratio", "cpu")] = mask_ratio_records()
+    md = (report_command("mask_ratio", out=str(tmp_path / "rep")) / "report.md").read_text()
+    printed = capsys.readouterr().out.splitlines()
+    finding = next(line for line in md.splitlines() if line.startswith("**Finding.**"))
+    assert printed[:2] == [next(line for line in md.splitlines() if line.startswith("**Does training help?**"))
+                           .replace("**", ""), finding.replace("**", "")]
+    assert printed[-1] == f"report: {tmp_path / 'rep' / 'report.md'}"
