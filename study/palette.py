@@ -1,4 +1,5 @@
-"""The DAVIS palette and palette-PNG writing: shared by the generated data sets (data/) and the evaluation (evaluate/)."""
+"""The DAVIS palette, and PNGs of ids (object or class ids as pixel values) written and read: shared by the generated
+data sets (data/) and the evaluation (evaluate/)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from study.atomic import atomic_path
+from study.errors import UserError
 
 
 def davis_palette() -> list[int]:
@@ -31,3 +33,15 @@ def write_palette_png(path: Path, ids: np.ndarray) -> None:
     im.putpalette(davis_palette())
     with atomic_path(path) as tmp:
         im.save(tmp, format="PNG")
+
+
+def read_id_png(path: Path, modes: tuple[str, ...], expected: str) -> np.ndarray:
+    """A PNG whose pixel values are ids -> (H, W) uint8. Another mode (RGB: the values would be colours) or an unreadable
+    file is a user error naming the file; `expected` says what PNG is wanted and how to make one."""
+    try:
+        with Image.open(path) as im:
+            if im.mode not in modes:
+                raise UserError(f"{path}: annotation is a {im.mode} image; {expected}")
+            return np.array(im)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"{path}: not a readable PNG ({e}); replace or remove the file") from None

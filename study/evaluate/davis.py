@@ -12,28 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from study.errors import UserError
 from study.evaluate import davis_metrics
 from study.evaluate.frames import image_size, progress_bar, propagate_video
 from study.evaluate.names import plain_name
 from study.evaluate.sheets import contact_sheet, overlay_mask, sheet_frames
-from study.palette import davis_palette, write_palette_png
+from study.palette import davis_palette, read_id_png, write_palette_png
 
 RESOLUTION = "480p"
 
 
 def read_annotation(path: Path) -> np.ndarray:
     """A palette PNG -> (H, W) uint8 object ids. An RGB (or other) PNG is a user error: ids would be colours."""
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise UserError(f"{path}: annotation is a {im.mode} image; a palette ('P' mode) PNG whose pixel values "
-                                "are object ids is expected (convert it with PIL: Image.quantize or putpalette)")
-            return np.array(im)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"{path}: not a readable PNG ({e}); replace or remove the file") from None
+    return read_id_png(path, ("P", "L"), "a palette ('P' mode) PNG whose pixel values are object ids is expected "
+                                         "(convert it with PIL: Image.quantize or putpalette)")
 
 
 def object_ids(name: str, annotations: list[np.ndarray]) -> int:

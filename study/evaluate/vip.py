@@ -21,6 +21,7 @@ from study.errors import UserError
 from study.evaluate.frames import image_size, progress_bar, propagate_video
 from study.evaluate.names import plain_name
 from study.evaluate.sheets import contact_sheet, overlay_mask, sheet_frames
+from study.palette import read_id_png
 
 N_CLASSES = 20
 CLASSES = ("background", "hat", "hair", "sun-glasses", "upper-clothes", "dress", "coat", "socks", "pants", "gloves",
@@ -63,14 +64,7 @@ def list_videos(root: Path) -> list[VipVideo]:
 
 def read_categories(path: Path) -> np.ndarray:
     """A category PNG ('L' or 'P': values are class ids) -> (H, W) uint8. RGB is refused: values would be colours."""
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("L", "P"):
-                raise UserError(f"{path}: annotation is a {im.mode} image; a single-channel ('L' mode) PNG of class "
-                                "ids is expected")
-            return np.array(im)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"{path}: not a readable PNG ({e}); replace or remove the file") from None
+    return read_id_png(path, ("L", "P"), "a single-channel ('L' mode) PNG of class ids is expected")
 
 
 def confusion(gt: np.ndarray, pred: np.ndarray, n: int = N_CLASSES) -> np.ndarray:
