@@ -117,3 +117,15 @@ def test_layout_errors(tmp_path):
     write_palette_png(tmp_path / "Annotations/480p/s1/00000.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(UserError, match="s1' has no frames"):
         list_sequences(tmp_path)
+
+
+def test_annotation_pngs_of_ids_only(tmp_path):
+    ids = np.array([[0, 1], [2, 255]], np.uint8)
+    write_palette_png(tmp_path / "ok.png", ids)
+    assert (read_annotation(tmp_path / "ok.png") == ids).all()
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(UserError, match=r"rgb.png: annotation is a RGB image; a palette \('P' mode\) PNG"):
+        read_annotation(tmp_path / "rgb.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(UserError, match=r"broken.png: not a readable PNG .*; replace or remove the file"):
+        read_annotation(tmp_path / "broken.png")
