@@ -79,6 +79,22 @@ class Findings:
         """A best row is a finding only when training is shown to help at all."""
         return self.training == "beats"
 
+    def resolved_best(self, metric: str) -> float | None:
+        """The best mean of a column at the shown precision (ties are all best), or None when the best is not a
+        finding: training not shown to beat random init, or a best row whose lead is not resolved (a row other than
+        the default must beat the default row by its 95% interval; the default row must be resolved above every
+        other row)."""
+        done = [r for r in self.rows if r.summary["n"] and r.mean(metric) is not None]
+        if not self.may_bold_best or not done or self.default is None:
+            return None
+        best = (max if higher_is_better(metric) else min)(round(r.mean(metric), 1) for r in done)
+        for r in (r for r in done if round(r.mean(metric), 1) == best):
+            others = [o for o in done if o is not self.default] if r is self.default else [r]
+            if not all(o.diff.get(metric) and o.diff[metric].resolved and
+                       _won(o.diff[metric], metric) == (r is not self.default) for o in others):
+                return None
+        return best
+
 
 def shown_metrics(spec: StudySpec, frame: pl.DataFrame) -> list[str]:
     """A column per paper metric that any run reported, and always the study's primary metric."""
@@ -197,7 +213,7 @@ def training_check(spec: StudySpec, rows: list[Row], baseline: Row | None) -> tu
     lead = "Not for every cell" if above else "No" if below else "Not shown"
     return ("below" if below else "unresolved"), (
         f"{lead}: against {ref}, " + "; ".join(p for p in parts if p) + ". Differences between the cells say little "
-        f"about the factor while training is not shown to beat random init.")
+        "about the factor while training is not shown to beat random init.")
 
 
 def _won(d: Difference, metric: str) -> bool:

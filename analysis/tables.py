@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from analysis.findings import NO_DIRECTION, Findings, Row, higher_is_better
+from analysis.findings import NO_DIRECTION, Findings, Row
 from analysis.paper import NOT_REPORTED
 from analysis.stats import METHOD_NOTE, ONE_DRAW_NOTE
 from study.metrics import LABELS
@@ -67,14 +67,6 @@ def _seeds_text(row: dict) -> str:
     return f"{row['n']}/{row['n_expected']}" + (f" ({', '.join(extra)})" if extra else "")
 
 
-def _best(rows: list[Row], metric: str) -> float | None:
-    """The best mean of a column, compared at the shown precision so that ties are all bold."""
-    means = [round(r.mean(metric), 1) for r in rows if r.summary["n"] and r.mean(metric) is not None]
-    if not means:
-        return None
-    return max(means) if higher_is_better(metric) else min(means)
-
-
 def paper_columns(f: Findings) -> list[str]:
     """The metrics that get a paper column: those with a paper number for some row, else the primary metric."""
     return [m for m in f.metrics if any(r.paper.get(m) for r in f.rows)] or \
@@ -94,7 +86,7 @@ def build_table(f: Findings, title: str | None = None) -> Table:
     if has_delta:
         header += [f"Δ {LABELS[primary]} vs default [95% CI]", "vs paper"]
 
-    best = {m: _best(f.rows, m) if f.may_bold_best else None for m in metrics}
+    best = {m: f.resolved_best(m) for m in metrics}
     notes, rows = [], []
     for r in f.rows:
         s = r.summary
@@ -147,7 +139,8 @@ def _delta_text(row: Row, f: Findings, metric: str) -> str:
 
 
 def _standard_notes(f: Findings, has_delta: bool) -> list[str]:
-    bold = ("bold: the best mean of each column." if f.may_bold_best else
+    bold = ("bold: the best mean of a column, where its lead is resolved (its 95% interval against the default row "
+            "excludes 0; for the default row, every other row's does)." if f.may_bold_best else
             "nothing is bold: the trained cells are not shown to beat the random-init encoder, so no row is a best.")
     notes = ["mean ± std over seeds (std with ddof=1; a single seed shows its value alone); " + bold, PAPER_NOTE]
     if has_delta:

@@ -95,14 +95,24 @@ def test_html_has_values_and_bold_best():
 
 
 def test_ties_at_the_shown_precision_are_all_bold():
-    """0.5 averages 61.0133 and 0.95 exactly 61.0: both show as 61.0, so both are the best shown and both are bold
-    (training beats random init at 40.0, so bold is allowed)."""
-    cells = {"0.5": [60.0, 61.0, 62.04], "0.95": [60.0, 61.0, 62.0]}
+    """0.5 averages 67.0133 and 0.75 exactly 67.0: both show as 67.0, so both are the best shown, and both beat the
+    default (61.0) by a resolved interval, so both are bold (training beats random init at 40.0)."""
+    md = to_markdown(table_of("mask_ratio", _records({"0.5": [66.0, 67.0, 68.04], "0.75": [66.0, 67.0, 68.0],
+                                                      "0.95": [60.0, 61.0, 62.0]})))
+    assert "| 0.5 | **67.0 ± 1.0** |" in md and "| 0.75 | **67.0 ± 1.0** |" in md
+    assert "| 0.95 (default) | 61.0 ± 1.0 |" in md
+
+
+def test_an_unresolved_best_is_not_bold():
+    """0.5 has the best mean (61.2) but its interval against the default includes 0: no row is a best."""
+    table = table_of("mask_ratio", _records({"0.5": [60.0, 61.0, 62.5], "0.95": [60.0, 61.0, 62.0]}))
+    assert "**" not in to_markdown(table)
+
+
+def _records(cells: dict[str, list[float]]) -> list[dict]:
     recs = [record("mask_ratio", cell, seed, metrics=davis(v, v - 1, v + 1), trial=10 * i + seed)
             for i, (cell, values) in enumerate(cells.items()) for seed, v in enumerate(values)]
-    recs.append(record("mask_ratio", "random init", 0, role="baseline", metrics=davis(40.0, 39.0, 41.0)))
-    md = to_markdown(table_of("mask_ratio", recs))
-    assert "| 0.5 | **61.0 ± 1.0** |" in md and "| 0.95 (default) | **61.0 ± 1.0** |" in md
+    return recs + [record("mask_ratio", "random init", 0, role="baseline", metrics=davis(40.0, 39.0, 41.0))]
 
 
 def test_cell_summary_counts_retries_and_order():
