@@ -195,18 +195,22 @@ def ui(port: int = opt(5000, "port to listen on", "PORT"),
        tracking_uri: Optional[str] = TrackingOpt,
        screenshots: Optional[str] = opt(None, "instead of serving: start the UI on a free loopback port, save the "
                                               "latest study's runs table and one trial's metrics as PNGs in DIR "
-                                              "(needs Chromium), stop", "DIR")) -> None:
+                                              "(needs Chromium), stop", "DIR"),
+       study: Optional[str] = opt(None, "with --screenshots: this study's runs (default: the latest study)",
+                                  "NAME")) -> None:
     """The MLflow UI over this machine's study runs; prints a link to each study's runs table.
 
     \b
     Example: study ui --port 5001
     """
+    if study and not screenshots:
+        raise UserError("--study names the study --screenshots photographs; add --screenshots DIR")
     if screenshots:
         from pathlib import Path
 
         from study.ui_screenshots import take_screenshots
 
-        for path in take_screenshots(Path(screenshots), tracking_uri=tracking_uri):
+        for path in take_screenshots(Path(screenshots), tracking_uri=tracking_uri, study=study):
             print(f"wrote {path}")
         return
     from study.ui import serve_ui

@@ -115,11 +115,13 @@ def study_links(base_url: str, tracking_uri: str) -> list[tuple[str, str]]:
     return sorted(out)
 
 
-def latest_study_trial(tracking_uri: str) -> dict | None:
+def latest_study_trial(tracking_uri: str, study: str | None = None) -> dict | None:
     """The newest study (by its parent run) with a summary, and its best cell's first finished trial run: what the
-    UI screenshots show."""
+    UI screenshots show. study: only that study's experiments ('mask_ratio' matches 'mask_ratio [cpu]' and its --set
+    variants)."""
     client = tracking.mlflow_client(tracking_uri)
     parents = [(exp, run) for _, _, exp in tracking.study_experiments(client)
+               if study is None or exp.name == study or exp.name.startswith(f"{study} [")
                for run in tracking.search_runs(client, exp.experiment_id, "tags.`study.role` = 'parent'")
                if "study.primary_metric" in run.data.tags]
     for exp, parent in sorted(parents, key=lambda p: p[1].info.start_time or 0, reverse=True):

@@ -135,18 +135,19 @@ class Chromium:
         os.close(self._replies)
 
 
-def take_screenshots(out: Path, tracking_uri: str | None = None) -> list[Path]:
-    """Start the MLflow server on a free loopback port, photograph the latest study's runs table and one trial's
-    metrics page into `out`, stop everything. -> the PNG paths."""
+def take_screenshots(out: Path, tracking_uri: str | None = None, study: str | None = None) -> list[Path]:
+    """Start the MLflow server on a free loopback port, photograph the latest study's (or `study`'s) runs table and
+    one trial's metrics page into `out`, stop everything. -> the PNG paths."""
     from study import tracking, tracking_summary
     from study.ui import ServerProcess, free_port, mlflow_env, mlflow_server_command, wait_until_up
 
     chromium = find_chromium()
     state = tracking.state_dir()
     uri = tracking.resolve_tracking_uri(tracking_uri, state)
-    target = tracking_summary.latest_study_trial(uri)
+    target = tracking_summary.latest_study_trial(uri, study)
     if target is None:
-        raise UserError(f"no finished study trial in {tracking.redact_url(uri)}: run a study first (e.g. `make demo`)")
+        what = f"of study {study}" if study else "study"
+        raise UserError(f"no finished {what} trial in {tracking.redact_url(uri)}: run a study first (e.g. `make demo`)")
     out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     base = f"http://127.0.0.1:{port}"

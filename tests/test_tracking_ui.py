@@ -185,3 +185,21 @@ def test_screenshots_show_the_runs_table_and_a_trial(fake_study_state, tmp_path)
     for name in ("mlflow_ui_study.png", "mlflow_ui_trial.png"):
         img = Image.open(tmp_path / "shots" / name)
         assert img.size == (1600, 1000) and len(img.convert("L").getcolors(1 << 16)) > 20, name  # a page, not blank
+
+
+@pytest.mark.slow
+def test_screenshots_pick_the_named_study(fake_study_state):
+    from study.tracking import default_tracking_uri
+    from study.tracking_summary import latest_study_trial
+
+    uri = default_tracking_uri((fake_study_state / "state").resolve())
+    target = latest_study_trial(uri, "tiny")
+    assert target["experiment"] == "tiny [smoke]" and target["primary_metric"]
+    assert latest_study_trial(uri, "tin") is None and latest_study_trial(uri, "other") is None
+
+
+def test_study_without_screenshots_is_one_line_exit_2(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "study.cli", "ui", "--study", "mask_ratio"], cwd=REPO,
+                       env=env_for(tmp_path), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: --study names the study --screenshots photographs; add --screenshots DIR"]
