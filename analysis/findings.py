@@ -211,9 +211,12 @@ def training_check(spec: StudySpec, rows: list[Row], baseline: Row | None) -> tu
              f"{len(untested)} of {n} trained cells are untested (one seed)" if untested else "",
              f"{len(above)} of {n} trained cells beat it ({listed(above)})" if above else ""]
     lead = "Not for every cell" if above else "No" if below else "Not shown"
+    # With no cell above random init the factor's rows compare encoders that learned nothing shown; with some above,
+    # a cell at random init's level is what the factor did, and says so by its row.
+    caveat = "" if above else (" Differences between the cells say little about the factor while training is not "
+                               "shown to beat random init.")
     return ("below" if below else "unresolved"), (
-        f"{lead}: against {ref}, " + "; ".join(p for p in parts if p) + ". Differences between the cells say little "
-        "about the factor while training is not shown to beat random init.")
+        f"{lead}: against {ref}, " + "; ".join(p for p in parts if p) + "." + caveat)
 
 
 def _won(d: Difference, metric: str) -> bool:

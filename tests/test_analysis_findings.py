@@ -130,3 +130,14 @@ def test_a_search_and_a_missing_default_say_there_is_no_comparison():
     f = mask_ratio({"0.5": [55.0, 56.0]})
     assert f.headline == ("No comparison: the default row has no finished seed, and every difference in DAVIS J&F is "
                           "measured against it.")
+
+
+def test_some_cells_above_random_init_and_one_at_its_level():
+    """The factor took one cell down to random init's level while the other learned: that is the factor's doing, so
+    the sentence lists both and adds no caveat that training was not shown to help."""
+    f = mask_ratio({"0.5": [39.0, 41.0, 43.0], "0.95": [60.0, 61.0, 62.0]}, baseline=[40.0])
+    assert f.training == "unresolved" and not f.may_bold_best
+    assert f.training_text.startswith("Not for every cell: against the random-init encoder (DAVIS J&F 40.0), 1 of 2 "
+                                      "trained cells cannot be told apart from it (0.5: +1.0 [")
+    assert "1 of 2 trained cells beat it (0.95: +21.0 [" in f.training_text
+    assert f.training_text.endswith(").") and "say little" not in f.training_text
