@@ -86,9 +86,9 @@ def start_parent_run(experiment_id: str, tracking_uri: str, tags: dict[str, str]
 
 
 def run_name(tags: dict[str, str]) -> str:
-    """What the MLflow UI lists a child run as: `mask_ratio=0.9 · seed 1`, or `random init`."""
+    """What the MLflow UI lists a child run as: `mask_ratio=0.9 · seed 1`, or `random init · seed 1`."""
     if tags.get("study.role") == "baseline":
-        return "random init"
+        return f"random init · seed {tags.get('study.seed', '?')}"
     return f"{cell_name(tags.get('study.cell', ''), tags.get('study.cell_key'))} · seed {tags.get('study.seed', '?')}"
 
 

@@ -37,7 +37,8 @@ def _mlflow_runs(tmp: Path) -> list:
 def check_every_cell_done_exactly_once(tmp: Path, seeds: int = 2) -> None:
     """Each (cell, seed) and the baseline: one COMPLETE Optuna trial and one FINISHED MLflow run; the parent
     FINISHED; nothing RUNNING or WAITING in either store."""
-    planned = Counter({("baseline", 0): 1} | {(str(m), s): 1 for m in (0.5, 0.75, 0.9) for s in range(seeds)})
+    planned = Counter({("baseline", s): 1 for s in range(seeds)} | {(str(m), s): 1 for m in (0.5, 0.75, 0.9)
+                                                                     for s in range(seeds)})
     trials = _optuna(tmp).trials
     assert not [t.number for t in trials if t.state.name in ("RUNNING", "WAITING")]
     assert Counter((t.user_attrs["cell"] if t.user_attrs["role"] == "trial" else "baseline", t.user_attrs["seed"])
@@ -109,7 +110,7 @@ def test_two_study_runs_at_once_on_a_fresh_state_folder_both_finish_and_run_each
     outs = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
     assert not any("Traceback" in err for _, err in outs)
-    assert all("7/7 done" in out for out, _ in outs)
+    assert all("8/8 done" in out for out, _ in outs)
     assert Counter((c["mask_ratio"], c["seed"]) for c in calls(tmp_path)) == Counter(CELLS)
     check_every_cell_done_exactly_once(tmp_path)
 

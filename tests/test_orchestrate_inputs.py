@@ -101,7 +101,7 @@ def test_three_workers_on_postgresql_run_every_cell_exactly_once(tmp_path, postg
     make_experiments(tmp_path)
     r = run_fake(tmp_path, "tiny", "--workers", "3", "--storage", postgres_url, FAKE_STEPS="3", FAKE_STEP_S="0.2")
     assert r.returncode == 0, r.stderr
-    assert "7/7 done" in r.stdout
+    assert "8/8 done" in r.stdout  # 2 seeds x 3 cells and random init at each seed
     started = Counter((c["mask_ratio"], c["seed"]) for c in calls(tmp_path))
     assert started == {(m, s): 1 for m in (0.5, 0.75, 0.9) for s in (0, 1)}
     import optuna

@@ -38,7 +38,7 @@ def test_four_workers_run_every_cell_exactly_once_and_track_it(tmp_path):
     assert trials == [("0.5", 0, 50.0), ("0.5", 1, 51.0), ("0.75", 0, 75.0), ("0.75", 1, 76.0),
                       ("0.9", 0, 90.0), ("0.9", 1, 91.0)]
     assert all(r["status"] == "FINISHED" for r in runs)
-    assert [r["cell"] for r in runs if r["role"] == "baseline"] == ["random init"]
+    assert sorted((r["cell"], r["seed"]) for r in runs if r["role"] == "baseline") == [("random init", 0), ("random init", 1)]
     default = [r for r in runs if r["is_default"]]
     assert sorted(r["seed"] for r in default) == [0, 1] and all(r["cell"] == "0.9" for r in default)
     one = next(r for r in runs if r["role"] == "trial")
@@ -58,7 +58,7 @@ def test_a_failing_cell_keeps_its_cause_does_not_stop_the_others_and_retry_faile
     r = run_fake(tmp_path, "tiny")
     assert r.returncode == 1, r.stderr  # not 0: the study is not done; not 2: no bad input
     assert r.stderr.strip().splitlines()[-1] == (
-        "error: 2 of 7 runs failed (0.75 seed 0, 0.75 seed 1); their reasons are in `study status tiny --budget smoke`;"
+        "error: 2 of 8 runs failed (0.75 seed 0, 0.75 seed 1); their reasons are in `study status tiny --budget smoke`;"
         " fix the cause, then `study run tiny --budget smoke --retry-failed`")
     assert 'raise RuntimeError(f"boom at mask ratio' in r.stderr  # the traceback is logged, not only repr(e)
     runs = _runs(tmp_path)

@@ -39,7 +39,8 @@ def test_experiment_is_a_model_training_one(fake_study):
 def test_runs_are_named_by_cell_and_seed(fake_study):
     _, _, _, runs, _ = fake_study
     assert sorted(r.info.run_name for r in runs) == sorted(
-        ["tiny [smoke]", "random init"] + [f"mask_ratio={m} · seed {s}" for m in ("0.5", "0.75", "0.9") for s in (0, 1)])
+        ["tiny [smoke]", "random init · seed 0", "random init · seed 1"]
+        + [f"mask_ratio={m} · seed {s}" for m in ("0.5", "0.75", "0.9") for s in (0, 1)])
 
 
 @pytest.mark.slow
@@ -50,12 +51,12 @@ def test_parent_carries_the_summary_per_cell_and_the_best_cell(fake_study):
     assert m["summary/mask_ratio 0.9/std"] == pytest.approx(0.5 ** 0.5)  # stdev of 90 and 91
     assert m["summary/mask_ratio 0.9/n"] == 2
     assert m["summary/mask_ratio 0.5/mean"] == pytest.approx(50.5)
-    assert m["summary/random init/mean"] == 10 and "summary/random init/std" not in m  # one value: no std
+    assert m["summary/random init/mean"] == 10 and m["summary/random init/n"] == 2  # one per seed
     assert m["summary/best/mean"] == pytest.approx(90.5)
     tags = parent.data.tags
     assert tags["study.best_cell"] == "mask_ratio=0.9" and tags["study.primary_metric"] == "davis.jf_mean"
     assert "| **mask_ratio=0.9** | 2 | 90.50 | 0.71 |" in tags["mlflow.note.content"]
-    assert "| random init | 1 | 10.00 | - |" in tags["mlflow.note.content"]
+    assert "| random init | 2 | 10.00 | 0.00 |" in tags["mlflow.note.content"]
 
 
 @pytest.mark.slow
@@ -118,7 +119,8 @@ def test_cell_names_name_the_axis_of_a_one_axis_study_only():
     both = json.dumps({"model.encoder": "joint", "model.decoder": "cross"})
     assert tracking.cell_name("encoder=joint, decoder=cross", both) == "encoder=joint, decoder=cross"
     assert tracking.cell_name("tube masking", json.dumps({"model.mask_strategy": "tube"})) == "tube masking"
-    assert tracking.run_name({"study.role": "baseline", "study.cell": "random init"}) == "random init"
+    assert tracking.run_name({"study.role": "baseline", "study.cell": "random init", "study.seed": "1"}) == \
+        "random init · seed 1"
 
 
 def test_storage_urls_lose_their_password_only():

@@ -55,9 +55,10 @@ def baseline_cell(spec: StudySpec) -> Cell:
 
 
 def planned_slots(spec: StudySpec, seeds: int | None) -> list[Slot]:
-    """The baseline, then every (cell, seed) of a grid; a search's trials come from its sampler instead."""
-    first_seed = (list(range(seeds)) if seeds else spec.seeds)[0]
-    slots = [Slot("baseline", baseline_cell(spec), first_seed)]
+    """The baseline at every seed a cell runs (so that the interval against it counts random init's own spread, not
+    only the cell's), then every (cell, seed) of a grid; a search's trials (first seed) come from its sampler."""
+    seed_list = list(range(seeds)) if seeds else spec.seeds
+    slots = [Slot("baseline", baseline_cell(spec), s) for s in (seed_list[:1] if spec.is_search else seed_list)]
     if not spec.is_search:
         slots += [Slot("trial", cell, seed) for cell, seed in spec.trials(seeds)]
     return slots

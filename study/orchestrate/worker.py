@@ -174,7 +174,7 @@ def _run_tracked(job: Job, spec: StudySpec, trial: optuna.Trial, slot, rdir: Pat
     _kill_point("after-mlflow-run")
     write_text(id_file, run.run_id)
     trial.set_user_attr("mlflow_run_id", run.run_id)
-    what = "random init" if slot.role == "baseline" else f"cell {slot.cell.label}, seed {slot.seed}"
+    what = f"random init, seed {slot.seed}" if slot.role == "baseline" else f"cell {slot.cell.label}, seed {slot.seed}"
     progress = {"label": f"[trial {trial.number}] {slot.cell.label} s{slot.seed}"} | (
         {"rich": False} if job.plain_progress else {})
     hooks = Hooks(run, trial, spec.pruning, cfg.train.epochs, MEASURED_EVAL_S[job.budget], progress)
