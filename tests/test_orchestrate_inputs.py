@@ -107,5 +107,5 @@ def test_three_workers_on_postgresql_run_every_cell_exactly_once(tmp_path, postg
     import optuna
 
     study = optuna.load_study(study_name="tiny [smoke]", storage=postgres_url)
-    assert Counter(t.state.name for t in study.trials) == {"COMPLETE": 7}
-    assert sorted(t.value for t in study.trials) == [10.0, 50.0, 51.0, 75.0, 76.0, 90.0, 91.0]
+    assert Counter(t.state.name for t in study.trials) == {"COMPLETE": 8}
+    assert sorted(t.value for t in study.trials) == [10.0, 10.0, 50.0, 51.0, 75.0, 76.0, 90.0, 91.0]
