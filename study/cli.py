@@ -173,7 +173,7 @@ def run(name: str = name_arg(), budget: Optional[str] = BudgetOpt,
     run_command(name, budget=budget, workers=workers, seeds=seeds, storage=storage, tracking_uri=tracking_uri,
                 dry_run=dry_run, retry_failed=retry_failed, overrides=set_ or [], slurm=slurm,
                 shared_state=shared_state, procs_per_worker=procs_per_worker,
-                cells=[c.strip() for c in cells.split(",") if c.strip()] if cells else None)
+                cells=cells)
 
 
 @app.command("status")

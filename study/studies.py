@@ -112,6 +112,23 @@ class StudySpec:
                             f"{' | '.join(known)} (see `study show {self.name}`)")
         return dataclasses.replace(self, only=tuple(labels))
 
+    def split_cells(self, text: str) -> list[str]:
+        """`--cells` text -> labels. Labels are comma-separated, but a label may hold a comma itself ('symmetric 0.5,
+        f2 loss'), so at each place the longest label of the study that ends at a comma (or the end) is taken; a piece
+        that starts no label is returned as it stands, for `select` to name."""
+        known = sorted((c.label for c in self.cells()), key=len, reverse=True)
+        out, pos = [], 0
+        while pos < len(text):
+            while pos < len(text) and text[pos] in ", ":
+                pos += 1
+            match = next((k for k in known if text.startswith(k, pos) and text[pos + len(k):pos + len(k) + 1] in ("", ",")),
+                         None)
+            piece = match or text[pos:].split(",")[0].strip()
+            if piece:
+                out.append(piece)
+            pos += len(match) if match else len(text[pos:].split(",")[0])
+        return out
+
     def trials(self, seeds: int | None = None) -> list[tuple[Cell, int]]:
         """Every (cell, seed) the study runs: seed is an axis too."""
         seed_list = list(range(seeds)) if seeds else self.seeds

@@ -122,7 +122,7 @@ def _main(argv: list[str]) -> None:
         run_command(name, budget="smoke", workers=int(get("--workers", 1)), storage=get("--storage"),
                     seeds=int(get("--seeds")) if get("--seeds") else None, retry_failed="--retry-failed" in opts,
                     overrides=sets, dry_run="--dry-run" in opts, trial_fn=fake_trial, baseline_fn=fake_baseline,
-                    cells=get("--cells").split(",") if get("--cells") else None)
+                    cells=get("--cells"))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -34,3 +34,12 @@ def test_seeds_to_resolve_follows_welch_half_width():
     assert seeds_to_resolve(10.0, 0.1) is None
     assert seeds_to_resolve(float("nan"), 2.0) == 2
     assert math.isnan(variance_components(np.ones((3, 1)))["seed"])
+
+
+def test_workers_side_by_side_share_the_cores(monkeypatch):
+    from study.orchestrate.worker import threads_per_worker
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert [threads_per_worker(n) for n in (1, 2, 4)] == [0, 1, 1]  # one process: torch's default
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert [threads_per_worker(n) for n in (2, 4)] == [8, 4]

@@ -104,3 +104,20 @@ def test_cells_names_an_unknown_label_in_one_line(tmp_path):
     r = run_fake(tmp_path, "tiny", "--cells", "0.3")
     assert r.returncode == 2 and r.stderr.strip() == (
         "error: --cells 0.3: not a cell of tiny; its cells are 0.5 | 0.75 | 0.9 (see `study show tiny`)")
+
+
+def test_cells_whose_labels_hold_commas_are_split_by_the_study_labels():
+    from study.orchestrate.commands import rerun_command
+    from study.orchestrate.worker import Job
+    from study.studies import load_study
+
+    spec = load_study("masking")  # its labels hold commas: "symmetric 0.5, f2 loss"
+    text = "asymmetric 0 / 0.95,symmetric 0.5, f2 loss, tube 0.9, f1+f2 loss"
+    labels = spec.split_cells(text)
+    assert labels == ["asymmetric 0 / 0.95", "symmetric 0.5, f2 loss", "tube 0.9, f1+f2 loss"]
+    assert [c.label for c in spec.select(labels).cells()] == labels
+    assert load_study("mask_ratio").split_cells("0.5, 0.95") == ["0.5", "0.95"]
+    assert spec.split_cells("symmetric 0.5,nope") == ["symmetric 0.5", "nope"]  # for select to name
+    job = Job("masking", "cpu", "postgresql://db/optuna", "", "", "", "s", 3, [], cells=labels)
+    assert rerun_command(job) == ("study run masking --budget cpu --seeds 3 --cells 'asymmetric 0 / 0.95,symmetric "
+                                  "0.5, f2 loss,tube 0.9, f1+f2 loss' --storage postgresql://db/optuna")  # pastes whole

@@ -58,8 +58,7 @@ def seeds_to_resolve(std: float, delta: float, max_seeds: int = 50) -> int | Non
 def _job(budget: str, overrides: dict, seed: int, eval_sets: int, out: str, state: str, random_init: bool,
          threads: int = 0) -> dict:
     """One seed: train (resuming from its folder) or build the random init, then evaluate on every set.
-    threads: torch's compute threads in this process (0: torch's default); workers side by side share the cores, as
-    two 2-thread processes on 2 cores run several times slower than two 1-thread ones."""
+    threads: torch's compute threads in this process (`threads_per_worker`)."""
     os.environ["STUDY_STATE_DIR"] = state
     import torch
 
@@ -99,12 +98,13 @@ def bench_noise(budget: str, overrides: dict, seeds: int, eval_sets: int, out: P
     from study.config import state_dir
     from study.config_load import load_config
     from study.data.default_sets import dataset_root
+    from study.orchestrate.worker import threads_per_worker
 
     cfg = load_config(budget, overrides=overrides)           # every bad key or value stops here, before any work
     state = state_dir(cfg)
     for k in range(eval_sets):                                # the sets, made once before the workers start
         dataset_root(load_config(budget, overrides={**overrides, "eval.synth_seed": k}), "davis")
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+    threads = threads_per_worker(workers)
     jobs = [(budget, overrides, s, eval_sets, str(out), str(state), r, threads) for r in (False, True) for s in range(seeds)]
     if workers > 1:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -50,13 +51,14 @@ def run_command(name: str, budget: str | None = None, workers: int = 1, seeds: i
                 storage: str | None = None, tracking_uri: str | None = None, dry_run: bool = False,
                 retry_failed: bool = False, overrides: list[str] | None = None, trial_fn=None, baseline_fn=None,
                 slurm=None, shared_state: str | None = None, procs_per_worker: int = 1,
-                cells: list[str] | None = None) -> None:
+                cells: str | None = None) -> None:
     """slurm: a study.orchestrate.slurm.SlurmOptions to submit the workers as a SLURM array job (None: on this
-    machine); procs_per_worker > 1: each trial trains under torchrun on that many processes (DDP); cells: the labels of
-    the cells to run (None: every cell)."""
-    from study.orchestrate.worker import Job, fn_path
+    machine); procs_per_worker > 1: each trial trains under torchrun on that many processes (DDP); cells: `--cells`, the
+    labels of the cells to run, comma-separated (None: every cell)."""
+    from study.orchestrate.worker import Job, fn_path, threads_per_worker
 
-    spec, budget, overrides = load_study(name).select(cells), budget or default_budget(), overrides or []
+    spec, budget, overrides = load_study(name), budget or default_budget(), overrides or []
+    spec = spec.select(spec.split_cells(cells) if cells else None)
     if workers < 1 or procs_per_worker < 1 or (seeds is not None and seeds < 1):
         raise UserError(f"--workers {workers} --procs-per-worker {procs_per_worker} --seeds {seeds}: "
                         "give at least 1 of each")
@@ -80,8 +82,7 @@ def run_command(name: str, budget: str | None = None, workers: int = 1, seeds: i
     os.environ[PROCS_ENV] = str(procs_per_worker)  # read by the trials of this process and of its local workers
     state = state_dir(configs[0][1])
     job = Job(spec.name, budget, storage or default_storage_url(state), tracking.resolve_tracking_uri(tracking_uri, state),
-              "", "", str(state), seeds, overrides, threads=max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0)
-    job.cells = list(spec.only) or None
+              "", "", str(state), seeds, overrides, threads=threads_per_worker(workers), cells=list(spec.only) or None)
     if trial_fn:  # tests run a fake trial; by module path, so worker processes find it too
         job.trial_fn = fn_path(trial_fn)
     if baseline_fn:
@@ -93,7 +94,7 @@ def rerun_command(job, command: str = "run") -> str:
     """The `study run` line that continues this study (or the `study status` line that shows it)."""
     parts = [f"study {command} {job.study} --budget {job.budget}", *(f"--set {s}" for s in job.identity)]
     parts += [f"--seeds {job.seeds}"] if job.seeds and command == "run" else []
-    parts += [f"--cells {','.join(job.cells)}"] if job.cells and command == "run" else []
+    parts += [f"--cells {shlex.quote(','.join(job.cells))}"] if job.cells and command == "run" else []
     parts += [f"--storage {job.storage}"] if job.storage != default_storage_url(Path(job.state)) else []
     return " ".join(parts)
 

@@ -40,6 +40,12 @@ ETA_EVERY_S = 30.0  # a running trial's progress (for `study status`) is written
 TRACEBACK_CHARS = 8000  # the tail kept in the trial's user attr (MySQL's TEXT holds 64 KB; the whole is in failure.txt)
 
 
+def threads_per_worker(workers: int) -> int:
+    """torch threads for each of `workers` processes side by side on this machine (0: torch's default, one process):
+    they share the cores, as two 2-thread processes on 2 cores run several times slower than two 1-thread ones."""
+    return max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
+
+
 @dataclass
 class Job:
     """Everything a worker needs; plain values so it travels as JSON to a subprocess."""
