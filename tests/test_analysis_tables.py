@@ -109,6 +109,15 @@ def test_an_unresolved_best_is_not_bold():
     assert "**" not in to_markdown(table)
 
 
+def test_the_default_is_bold_only_when_resolved_above_every_other_row():
+    """0.95 (61.0) is resolved above 0.5 (56.0) but not above 0.75 (60.5): it is not shown to be the best."""
+    md = to_markdown(table_of("mask_ratio", _records({"0.5": [55.0, 56.0, 57.0], "0.75": [59.5, 60.5, 61.5],
+                                                      "0.95": [60.0, 61.0, 62.0]})))
+    assert "**" not in md
+    md = to_markdown(table_of("mask_ratio", _records({"0.5": [55.0, 56.0, 57.0], "0.95": [60.0, 61.0, 62.0]})))
+    assert "| 0.95 (default) | **61.0 ± 1.0** |" in md
+
+
 def _records(cells: dict[str, list[float]]) -> list[dict]:
     recs = [record("mask_ratio", cell, seed, metrics=davis(v, v - 1, v + 1), trial=10 * i + seed)
             for i, (cell, values) in enumerate(cells.items()) for seed, v in enumerate(values)]
