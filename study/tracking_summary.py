@@ -120,8 +120,7 @@ def latest_study_trial(tracking_uri: str, study: str | None = None) -> dict | No
     UI screenshots show. study: only that study's experiments ('mask_ratio' matches 'mask_ratio [cpu]' and its --set
     variants)."""
     client = tracking.mlflow_client(tracking_uri)
-    parents = [(exp, run) for _, _, exp in tracking.study_experiments(client)
-               if study is None or exp.name == study or exp.name.startswith(f"{study} [")
+    parents = [(exp, run) for _, _, exp in tracking.study_experiments(client, study)
                for run in tracking.search_runs(client, exp.experiment_id, "tags.`study.role` = 'parent'")
                if "study.primary_metric" in run.data.tags]
     for exp, parent in sorted(parents, key=lambda p: p[1].info.start_time or 0, reverse=True):
